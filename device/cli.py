@@ -127,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     keys_cmds.add_parser(
         "init", parents=[common], help="create missing key files (mode 0600) under state_dir"
     ).set_defaults(handler=cmd_keys_init)
-    show = keys_cmds.add_parser("show", parents=[common], help="print the Nostr pubkey (hex, npub) and bot pubkey")
+    show = keys_cmds.add_parser(
+        "show", parents=[common], help="print the Nostr pubkey (hex, npub) and bot pubkey"
+    )
     show.add_argument("--json", action="store_true", help="print one JSON object")
     show.set_defaults(handler=cmd_keys_show)
 

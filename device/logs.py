@@ -19,10 +19,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(code)s] %(message)s"
 class CodeFormatter(logging.Formatter):
     """A formatter that fills in ``code`` and prints UTC timestamps."""
 
-    converter = time.gmtime
-
     def __init__(self) -> None:
         super().__init__(LOG_FORMAT, datefmt="%Y-%m-%dT%H:%M:%SZ")
+        self.converter = time.gmtime
 
     def format(self, record: logging.LogRecord) -> str:
         """Format one record, defaulting a missing ``code`` to ``-``."""
