@@ -23,7 +23,9 @@ from device.config import DEFAULT_CONFIG_PATH, Config, ConfigError, config_to_di
 from device.errors import DeviceError
 from device.keys import KeyStore
 from device.ledger import Ledger
+from device.localnet.cli import add_localnet_command
 from device.logs import configure_logging
+from device.user_commands import add_user_commands
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -141,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     config_cmds.add_parser(
         "show", parents=[common], help="print the effective configuration as YAML"
     ).set_defaults(handler=cmd_config_show)
+    add_user_commands(commands, common)
+    add_localnet_command(commands, common)
     return parser
 
 

@@ -1,0 +1,544 @@
+"""``xephy-device user …``: what a person needs to pay a device without the dApp.
+
+A user keypair in the Solana CLI format (a JSON array of 64 integers; ``--keypair``, default
+``~/.config/solana/id.json``) signs everything; the RPC URL comes from ``solana.rpc_url`` of the
+configuration or ``--rpc-url``.  The program version, id and namespace come from ``solana.*``.
+
+========================  ===========================================================================
+``user keygen``           create a new keypair file (mode 0600); never overwrites one
+``user airdrop N``        ask the RPC for N lamports -- only when it is a local stand-in (``getVersion``'s
+                          ``solana-core`` contains ``localnet``)
+``user register``         create the user's ``UserAccount`` (idempotent: says so if it exists)
+``user deposit N``        move N lamports from the wallet into the vault
+``user withdraw N``       move N available lamports from the vault back to the wallet
+``user balance``          wallet, vault, locked, available lamports and the next nonce (``--json``)
+``user sign``             print a ``recover_info`` authorizing one payment, bound to a machine and amount
+========================  ===========================================================================
+
+``user sign`` prints ``{"signature":[…],"extra_data":[…],"deadline":N}`` (``payload`` instead of
+``extra_data`` for program v1) -- the exact text a Request payload's ``recover_info`` carries -- or, with
+``--payload``, the whole Request payload.  ``extra_data`` holds a device binding (machine pubkey and amount,
+see :func:`device.solana.authorization.encode_binding`), so the authorization is worthless to any other
+machine and cannot be charged for more than ``--amount``.  ``--nonce`` (and, v2, ``--namespace-name``)
+sign without asking the chain.
+
+Failures print one line ``xephy-device: <code>: <message>`` and exit 1 (see ``docs/errors.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+
+from device.config import Config
+from device.errors import DeviceError
+from device.protocol import (
+    Payload,
+    RecoverInfo,
+    RecoverInfoFieldName,
+    encode_payload,
+    encode_recover_info,
+)
+from device.solana import program as prog
+from device.solana.authorization import encode_binding, sign_authorization
+from device.solana.client import ChainClient, TxOutcome, UserBalance
+from device.solana.program import ProgramRef, ProgramVersion
+
+__all__ = ["DEFAULT_KEYPAIR", "UserCommandError", "add_user_commands"]
+
+DEFAULT_KEYPAIR = Path("~/.config/solana/id.json")
+DEFAULT_TTL_SECONDS = 1800
+#: The fee of a one-signature transaction at the default fee rate.
+SIGNATURE_FEE_LAMPORTS = 5000
+LAMPORTS_PER_SOL = 1_000_000_000
+
+
+class UserCommandError(DeviceError):
+    """A user command cannot proceed; ``code`` says why."""
+
+    code = "user_command_failed"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Argument types
+
+
+def _lamports(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of lamports, got {text!r}") from None
+    if not 0 < value <= prog.U64_MAX:
+        raise argparse.ArgumentTypeError(f"expected lamports from 1 to {prog.U64_MAX}, got {text}")
+    return value
+
+
+def _machine(text: str) -> bytes:
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise argparse.ArgumentTypeError(
+            f"expected the machine's Nostr public key as 64 hex characters, got {text!r}"
+        )
+    return raw
+
+
+def _ttl(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 1 <= value <= 365 * 86_400:
+        raise argparse.ArgumentTypeError(f"expected 1 to {365 * 86_400} seconds, got {value}")
+    return value
+
+
+def _nonce(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a nonce (integer ≥ 0), got {text!r}") from None
+    if not 0 <= value <= prog.U64_MAX:
+        raise argparse.ArgumentTypeError(f"expected a nonce from 0 to {prog.U64_MAX}, got {value}")
+    return value
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Keypairs
+
+
+def _keypair_path(args: argparse.Namespace) -> Path:
+    path: Path = args.keypair if args.keypair is not None else DEFAULT_KEYPAIR
+    return path.expanduser()
+
+
+def load_keypair(path: Path) -> Keypair:
+    """A Solana CLI keypair file (JSON array of 64 integers 0..255)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserCommandError(
+            f"{path}: no keypair file (create one with `xephy-device user keygen --keypair {path}`)",
+            code="keypair_missing",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserCommandError(f"{path}: cannot read keypair file: {exc}", code="keypair_invalid") from exc
+    try:
+        raw = json.loads(text)
+        if not (
+            isinstance(raw, list)
+            and len(raw) == 64
+            and all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255 for b in raw)
+        ):
+            raise ValueError("expected a JSON array of 64 integers 0..255")
+        keypair = Keypair.from_bytes(bytes(raw))
+    except ValueError as exc:
+        raise UserCommandError(
+            f"{path}: not a Solana CLI keypair (JSON array of 64 integers): {exc}", code="keypair_invalid"
+        ) from exc
+    return keypair
+
+
+def _create_keypair_file(path: Path, keypair: Keypair) -> None:
+    """Write ``keypair`` to a *new* file, mode 0600, durably; an existing file is never replaced."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise UserCommandError(
+            f"{path}: a keypair file already exists (it is never overwritten; choose another --keypair)",
+            code="keypair_exists",
+        ) from None
+    except OSError as exc:
+        raise UserCommandError(f"{path}: cannot create keypair file: {exc}", code="keypair_invalid") from exc
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, (keypair.to_json() + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Chain access
+
+
+def _program(config: Config) -> ProgramRef:
+    return ProgramRef(
+        ProgramVersion(config.solana.program), Pubkey.from_string(config.solana.effective_program_id)
+    )
+
+
+def _client(args: argparse.Namespace, config: Config) -> ChainClient:
+    url: str = args.rpc_url or config.solana.rpc_url
+    if url == "embedded":
+        raise UserCommandError(
+            "solana.rpc_url is 'embedded' (the agent's in-process chain, not reachable from here); "
+            "pass --rpc-url http://HOST:PORT of a running RPC",
+            code="rpc_url_required",
+        )
+    if not url.startswith(("http://", "https://")):
+        raise UserCommandError(
+            f"RPC URL must start with http:// or https://, got {url!r}", code="argument_invalid"
+        )
+    return ChainClient(
+        url,
+        program=_program(config),
+        namespace_id=config.solana.namespace_id,
+        commitment=config.solana.commitment,
+        confirm_timeout=float(config.solana.confirm_timeout_seconds),
+        poll_interval=0.25,
+    )
+
+
+def _run(args: argparse.Namespace, config: Config, body: Callable[[ChainClient], Awaitable[int]]) -> int:
+    async def main() -> int:
+        async with _client(args, config) as client:
+            return await body(client)
+
+    return asyncio.run(main())
+
+
+def _landed(outcome: TxOutcome) -> str:
+    if outcome.error is not None:
+        raise outcome.error
+    return outcome.signature
+
+
+def _sol(lamports: int) -> str:
+    return f"{lamports / LAMPORTS_PER_SOL:.9f}".rstrip("0").rstrip(".") + " SOL"
+
+
+def _require_registered(balance: UserBalance, user: Pubkey) -> None:
+    if not balance.registered:
+        raise UserCommandError(
+            f"user {user} is not registered; run `xephy-device user register` first",
+            code="account_not_initialized",
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Handlers
+
+
+def cmd_user_keygen(args: argparse.Namespace, config: Config) -> int:
+    """Create a new user keypair file."""
+    path = _keypair_path(args)
+    keypair = Keypair()
+    _create_keypair_file(path, keypair)
+    print(f"wrote   {path}")
+    print(f"pubkey  {keypair.pubkey()}")
+    return 0
+
+
+def cmd_user_airdrop(args: argparse.Namespace, config: Config) -> int:
+    """Airdrop lamports to the user's wallet -- local stand-in only."""
+    keypair = load_keypair(_keypair_path(args))
+
+    async def body(client: ChainClient) -> int:
+        version = await client.node_version()
+        if "localnet" not in version.lower():
+            raise UserCommandError(
+                f"{client.rpc_url} is not a local stand-in (solana-core {version!r}); airdrops are only "
+                "requested from a localnet",
+                code="airdrop_refused",
+            )
+        signature = _landed(await client.request_airdrop(keypair.pubkey(), args.lamports))
+        wallet = await client.wallet_balance(keypair.pubkey())
+        print(f"airdropped {args.lamports} lamports to {keypair.pubkey()} ({signature})")
+        print(f"wallet     {wallet} lamports ({_sol(wallet)})")
+        return 0
+
+    return _run(args, config, body)
+
+
+def cmd_user_register(args: argparse.Namespace, config: Config) -> int:
+    """Create the user's account in the program (user = fee payer)."""
+    keypair = load_keypair(_keypair_path(args))
+    user = keypair.pubkey()
+
+    async def body(client: ChainClient) -> int:
+        pid = client.program.program_id
+        if (await client.balance(user)).registered:
+            print(f"already registered: {user} (user account {prog.user_pda(pid, user)})")
+            return 0
+        ix = prog.register(client.program, user=user, payer=user)
+        signature = _landed(await client.send_and_confirm([ix], [keypair]))
+        print(f"registered {user} ({signature})")
+        print(f"user account {prog.user_pda(pid, user)}")
+        print(f"vault        {prog.vault_pda(pid, user)}")
+        return 0
+
+    return _run(args, config, body)
+
+
+def cmd_user_deposit(args: argparse.Namespace, config: Config) -> int:
+    """Move lamports from the wallet into the vault."""
+    keypair = load_keypair(_keypair_path(args))
+    user = keypair.pubkey()
+    amount: int = args.lamports
+
+    async def body(client: ChainClient) -> int:
+        balance = await client.balance(user)
+        _require_registered(balance, user)
+        if balance.wallet_lamports < amount + SIGNATURE_FEE_LAMPORTS:
+            raise UserCommandError(
+                f"wallet {user} has {balance.wallet_lamports} lamports; depositing {amount} needs "
+                f"{amount + SIGNATURE_FEE_LAMPORTS} with the fee",
+                code="insufficient_funds",
+            )
+        rent = await client.rent_exempt_minimum()
+        if balance.vault_lamports + amount < rent:
+            raise UserCommandError(
+                f"the vault must hold at least {rent} lamports (rent-exempt minimum); deposit at least "
+                f"{rent - balance.vault_lamports}",
+                code="insufficient_funds_for_rent",
+            )
+        ix = prog.deposit(client.program, user=user, payer=user, amount=amount)
+        signature = _landed(await client.send_and_confirm([ix], [keypair]))
+        after = await client.balance(user)
+        print(f"deposited {amount} lamports ({signature})")
+        _print_balance(user, after)
+        return 0
+
+    return _run(args, config, body)
+
+
+def cmd_user_withdraw(args: argparse.Namespace, config: Config) -> int:
+    """Move available lamports from the vault back to the wallet."""
+    keypair = load_keypair(_keypair_path(args))
+    user = keypair.pubkey()
+    amount: int = args.lamports
+
+    async def body(client: ChainClient) -> int:
+        balance = await client.balance(user)
+        _require_registered(balance, user)
+        if balance.available < amount:
+            raise UserCommandError(
+                f"the vault has {balance.available} lamports available "
+                f"({balance.vault_lamports} held, {balance.locked_lamports} locked); "
+                f"cannot withdraw {amount}",
+                code="insufficient_funds",
+            )
+        rent = await client.rent_exempt_minimum()
+        remaining = balance.vault_lamports - amount
+        if 0 < remaining < rent:
+            raise UserCommandError(
+                f"withdrawing {amount} would leave {remaining} lamports in the vault, below the rent-exempt "
+                f"minimum {rent}; withdraw at most {balance.vault_lamports - rent} or all "
+                f"{balance.vault_lamports}",
+                code="insufficient_funds_for_rent",
+            )
+        ix = prog.withdraw(client.program, user=user, payer=user, amount=amount)
+        signature = _landed(await client.send_and_confirm([ix], [keypair]))
+        after = await client.balance(user)
+        print(f"withdrew {amount} lamports ({signature})")
+        _print_balance(user, after)
+        return 0
+
+    return _run(args, config, body)
+
+
+def _balance_dict(user: Pubkey, balance: UserBalance) -> dict[str, Any]:
+    return {
+        "user": str(user),
+        "registered": balance.registered,
+        "wallet_lamports": balance.wallet_lamports,
+        "vault_lamports": balance.vault_lamports,
+        "locked_lamports": balance.locked_lamports,
+        "available_lamports": balance.available,
+        "nonce": balance.nonce,
+    }
+
+
+def _print_balance(user: Pubkey, balance: UserBalance) -> None:
+    print(f"user       {user}{'' if balance.registered else '  (not registered)'}")
+    print(f"wallet     {balance.wallet_lamports} lamports ({_sol(balance.wallet_lamports)})")
+    print(f"vault      {balance.vault_lamports} lamports ({_sol(balance.vault_lamports)})")
+    print(f"locked     {balance.locked_lamports} lamports")
+    print(f"available  {balance.available} lamports ({_sol(balance.available)})")
+    print(f"nonce      {balance.nonce}")
+
+
+def cmd_user_balance(args: argparse.Namespace, config: Config) -> int:
+    """Print wallet, vault, locked, available and the next nonce."""
+    user = load_keypair(_keypair_path(args)).pubkey()
+
+    async def body(client: ChainClient) -> int:
+        balance = await client.balance(user)
+        if args.json:
+            print(json.dumps(_balance_dict(user, balance)))
+        else:
+            _print_balance(user, balance)
+        return 0
+
+    return _run(args, config, body)
+
+
+def cmd_user_sign(args: argparse.Namespace, config: Config) -> int:
+    """Print a recover_info authorizing one payment of ``--amount`` to ``--machine``."""
+    keypair = load_keypair(_keypair_path(args))
+    user = keypair.pubkey()
+    program = _program(config)
+    version = program.version
+    namespace_id = config.solana.namespace_id
+    if version is ProgramVersion.V1 and args.namespace_name is not None:
+        raise UserCommandError(
+            "program v1 signs with a fixed prefix; --namespace-name is for v2", code="argument_invalid"
+        )
+    nonce: int | None = args.nonce
+    name: str | None = args.namespace_name
+    offline = nonce is not None and (version is ProgramVersion.V1 or name is not None)
+
+    if not offline:
+
+        async def body(client: ChainClient) -> int:
+            nonlocal nonce, name
+            balance = await client.balance(user)
+            _require_registered(balance, user)
+            if nonce is None:
+                nonce = balance.nonce
+            if version is ProgramVersion.V2 and name is None:
+                name = (await client.namespace()).name
+            if balance.available < args.amount:
+                print(
+                    f"warning: the vault has {balance.available} lamports available, less than "
+                    f"{args.amount}; deposit before the device charges",
+                    file=sys.stderr,
+                )
+            return 0
+
+        _run(args, config, body)
+    assert nonce is not None
+    deadline = int(time.time()) + args.ttl
+    auth = sign_authorization(
+        keypair,
+        version,
+        nonce=nonce,
+        deadline=deadline,
+        extra_data=encode_binding(args.machine, args.amount),
+        namespace_id=namespace_id if version is ProgramVersion.V2 else 0,
+        namespace_name=name if version is ProgramVersion.V2 else None,
+    )
+    field_name: RecoverInfoFieldName = "extra_data" if version is ProgramVersion.V2 else "payload"
+    text = encode_recover_info(RecoverInfo(auth.signature, auth.extra_data, auth.deadline, field_name))
+    if args.payload:
+        payload = Payload(
+            user=str(user),
+            nonce=nonce,
+            recover_info=text,
+            namespace_id=namespace_id if version is ProgramVersion.V2 else None,
+        )
+        print(encode_payload(payload))
+    else:
+        print(text)
+    print(
+        f"signed: user {user}, nonce {nonce}, machine {args.machine.hex()}, amount {args.amount} lamports, "
+        f"valid until {deadline} ({args.ttl} s)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Parser
+
+
+def add_user_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    """Register ``user …`` under ``commands``; ``common`` carries ``--config``."""
+    keypair_opt = argparse.ArgumentParser(add_help=False)
+    keypair_opt.add_argument(
+        "--keypair",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help=f"user keypair, Solana CLI JSON format (default: {DEFAULT_KEYPAIR})",
+    )
+    rpc_opt = argparse.ArgumentParser(add_help=False)
+    rpc_opt.add_argument(
+        "--rpc-url", default=None, metavar="URL", help="Solana JSON-RPC URL (default: solana.rpc_url)"
+    )
+    offline = [common, keypair_opt]
+    online = [common, keypair_opt, rpc_opt]
+
+    user = commands.add_parser(
+        "user", help="user side: keypair, register, deposit/withdraw, balance, sign an authorization"
+    )
+    actions = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+
+    actions.add_parser(
+        "keygen", parents=offline, help="create a new user keypair file (mode 0600; never overwrites)"
+    ).set_defaults(handler=cmd_user_keygen)
+
+    airdrop = actions.add_parser("airdrop", parents=online, help="request lamports from a localnet stand-in")
+    airdrop.add_argument("lamports", type=_lamports, metavar="LAMPORTS")
+    airdrop.set_defaults(handler=cmd_user_airdrop)
+
+    actions.add_parser(
+        "register", parents=online, help="create the user's account in the program"
+    ).set_defaults(handler=cmd_user_register)
+
+    deposit = actions.add_parser(
+        "deposit", parents=online, help="move lamports from the wallet into the vault"
+    )
+    deposit.add_argument("lamports", type=_lamports, metavar="LAMPORTS")
+    deposit.set_defaults(handler=cmd_user_deposit)
+
+    withdraw = actions.add_parser(
+        "withdraw", parents=online, help="move available lamports back to the wallet"
+    )
+    withdraw.add_argument("lamports", type=_lamports, metavar="LAMPORTS")
+    withdraw.set_defaults(handler=cmd_user_withdraw)
+
+    balance = actions.add_parser(
+        "balance", parents=online, help="wallet, vault, locked and available lamports, next nonce"
+    )
+    balance.add_argument("--json", action="store_true", help="print one JSON object")
+    balance.set_defaults(handler=cmd_user_balance)
+
+    sign = actions.add_parser(
+        "sign",
+        parents=online,
+        help="print a recover_info authorizing one payment to one machine",
+        description="Print the recover_info JSON for a Request payload, bound to --machine and --amount.",
+    )
+    sign.add_argument(
+        "--machine", type=_machine, required=True, metavar="HEX", help="the machine's Nostr pubkey (64 hex)"
+    )
+    sign.add_argument(
+        "--amount", type=_lamports, required=True, metavar="LAMPORTS", help="most the device may charge"
+    )
+    sign.add_argument(
+        "--ttl",
+        type=_ttl,
+        default=DEFAULT_TTL_SECONDS,
+        metavar="SECONDS",
+        help=f"validity from now (default {DEFAULT_TTL_SECONDS})",
+    )
+    sign.add_argument(
+        "--nonce", type=_nonce, default=None, metavar="N", help="sign for nonce N (default: read from chain)"
+    )
+    sign.add_argument(
+        "--namespace-name",
+        default=None,
+        metavar="NAME",
+        help="v2: the namespace name as stored on chain (default: read from chain)",
+    )
+    sign.add_argument(
+        "--payload", action="store_true", help="print the whole Request payload (user, nonce, recover_info)"
+    )
+    sign.set_defaults(handler=cmd_user_sign)
