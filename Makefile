@@ -55,8 +55,8 @@ run: $(INSTALL_STAMP)
 	$(BIN)/xephy-device run $(ARGS)
 
 lint: $(INSTALL_STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check device tests benchmarks
+	$(BIN)/ruff format --check device tests benchmarks
 
 typecheck: $(INSTALL_STAMP)
 	$(BIN)/mypy

@@ -1,0 +1,597 @@
+"""The token ledger: who holds how many tokens, and which signed events still have to reach a relay.
+
+Durability and idempotency contract
+-----------------------------------
+* Every state change (grant, debit, outbox enqueue/attempt/ack, seen event, cursor, rebuild) is exactly one
+  SQLite transaction (``BEGIN IMMEDIATE`` … ``COMMIT``) in WAL mode with ``synchronous=FULL``: when a method
+  returns, its change is on disk and survives power loss; when it raises, nothing of it was written.
+* Money moves only through the append-only ``ops`` table, keyed by an idempotency key (the Nostr ``Request``
+  event id for a grant, a local request id for a debit).  Re-applying a key changes nothing, so callers may
+  retry any call after a crash.  ``balances`` is derived from ``ops`` by a trigger, in the same transaction.
+* A grant or debit and the signed events that announce it (the outbox rows) commit together or not at all.
+  Outbox events are stored verbatim and re-sent with the same id until a relay acknowledges them.
+* Reservations are not money: they live in memory only (not in a table cleared on open), so a crash or
+  restart frees every hold, and reserve/release cost no fsync: a chat pays one (its debit), not three.
+  Hence the agent process that owns the ledger must be its only writer; other processes may read.
+* ``rebuild`` replays ``Transaction`` events; an event already applied (by id) is skipped: idempotent.
+
+Errors are :class:`LedgerError` with a stable ``code``: ``ledger_error``, ``insufficient_balance``,
+``invalid_amount``, ``argument_invalid``, ``idempotency_conflict``, ``reservation_not_held``,
+``ledger_disk_full``, ``ledger_read_only``, ``ledger_busy``, ``ledger_corrupt``, ``ledger_closed``,
+``ledger_schema_too_new``.  After a storage error the transaction is rolled back and the ledger stays usable.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+
+from device.errors import DeviceError
+
+__all__ = [
+    "Balance",
+    "InsufficientBalance",
+    "Ledger",
+    "LedgerError",
+    "OutboxEvent",
+    "RebuildReport",
+    "Reservation",
+    "TransactionRecord",
+]
+
+
+class LedgerError(DeviceError):
+    """A ledger operation was refused or could not be stored; nothing of it was written."""
+
+    code = "ledger_error"
+
+
+class InsufficientBalance(LedgerError):
+    """The user's available balance (total minus held reservations) is below the requested amount."""
+
+    code = "insufficient_balance"
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    total: int  # Σ ops for the user (tokens granted minus tokens debited)
+    reserved: int  # held by in-flight reservations
+    available: int  # total − reserved, never below 0
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    key: str  # becomes the key of the debit op on commit
+    user: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    event_id: str
+    event_json: str  # the signed Nostr event, verbatim
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionRecord:
+    """A ``Transaction`` event from a trusted author, as replayed by :meth:`Ledger.rebuild`."""
+
+    event_id: str
+    user: str
+    tokens: int
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildReport:
+    applied: int
+    skipped: int  # already applied (by event id), or repeated within the batch
+    negative_users: tuple[str, ...]  # users left with a negative total after a rebuilt debit
+
+
+# Forward migrations; index i brings the schema from user_version i to i + 1.  Never edit a shipped one.
+_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    (
+        """CREATE TABLE ops (
+            key        TEXT PRIMARY KEY CHECK (length(key) > 0),
+            user       TEXT NOT NULL CHECK (length(user) > 0),
+            delta      INTEGER NOT NULL,
+            kind       TEXT NOT NULL CHECK (kind IN ('grant', 'debit', 'rebuild')),
+            event_id   TEXT UNIQUE,
+            created_at INTEGER NOT NULL,
+            CHECK (kind <> 'grant' OR delta > 0),
+            CHECK (kind <> 'debit' OR delta <= 0)
+        )""",
+        "CREATE TABLE balances (user TEXT PRIMARY KEY, total INTEGER NOT NULL) WITHOUT ROWID",
+        """CREATE TRIGGER ops_update_balance AFTER INSERT ON ops BEGIN
+            INSERT INTO balances (user, total) VALUES (NEW.user, NEW.delta)
+            ON CONFLICT (user) DO UPDATE SET total = total + excluded.total;
+        END""",
+        "CREATE TRIGGER ops_no_update BEFORE UPDATE ON ops BEGIN SELECT RAISE(ABORT, 'append-only'); END",
+        "CREATE TRIGGER ops_no_delete BEFORE DELETE ON ops BEGIN SELECT RAISE(ABORT, 'append-only'); END",
+        """CREATE TABLE outbox (
+            event_id   TEXT PRIMARY KEY,
+            event_json TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            attempts   INTEGER NOT NULL DEFAULT 0,
+            acked_at   INTEGER,
+            acked_by   TEXT
+        )""",
+        "CREATE INDEX outbox_pending ON outbox (acked_at) WHERE acked_at IS NULL",
+        "CREATE TABLE seen_events (event_id TEXT PRIMARY KEY, created_at INTEGER NOT NULL) WITHOUT ROWID",
+        "CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+    ),
+)
+SCHEMA_VERSION: Final = len(_MIGRATIONS)
+
+_MIN_SQLITE: Final = (3, 24, 0)
+_CURSOR: Final = "relay_cursor"
+_REBUILD_KEY_PREFIX: Final = "rebuild:"  # keeps rebuilt ops out of the grant/debit key space
+
+
+class Ledger:
+    """Balances, reservations, outbox, incoming-event dedupe and relay cursor in one SQLite file.
+
+    Thread-safe: one connection, every call serialised by a lock.  Calls that write block for one fsync,
+    so call them from a worker thread (``asyncio.to_thread``) when latency on the event loop matters.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, *, clock: Callable[[], float] = time.time) -> None:
+        """Use :meth:`open`; this takes an already configured and migrated connection."""
+        self._conn: sqlite3.Connection | None = conn
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._held: dict[str, Reservation] = {}
+        self._reserved: dict[str, int] = {}
+
+    # ----------------------------------------------------------------------------------------- lifecycle
+    @classmethod
+    def open(
+        cls, path: Path | str, *, clock: Callable[[], float] = time.time, busy_timeout_s: float = 5.0
+    ) -> Ledger:
+        """Open (creating the file and its directory if needed) and migrate the ledger at ``path``."""
+        path = Path(path)
+        if sqlite3.sqlite_version_info < _MIN_SQLITE:  # UPSERT (ON CONFLICT … DO) arrived in 3.24
+            raise LedgerError(f"SQLite {sqlite3.sqlite_version} is too old, the ledger needs 3.24 or later")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _os_error(exc, f"cannot create the ledger directory {path.parent}") from exc
+        try:
+            conn = sqlite3.connect(
+                path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise _storage_error(exc) from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            if str(mode).lower() != "wal":
+                raise LedgerError(f"{path}: journal_mode is {mode!r}, WAL is required")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA temp_store = MEMORY")
+            _migrate(conn, path)
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise _storage_error(exc) from exc
+            raise
+        return cls(conn, clock=clock)
+
+    def close(self) -> None:
+        """Close the file.  Reservations still held are dropped (they are not money)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            self._held.clear()
+            self._reserved.clear()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------------------- money
+    def grant(
+        self,
+        key: str,
+        user: str,
+        tokens: int,
+        *,
+        event_id: str | None = None,
+        outbox: Iterable[OutboxEvent] = (),
+    ) -> bool:
+        """Credit ``tokens`` to ``user`` once per ``key``, together with its outbox events.
+
+        Returns False, and writes nothing, when ``key`` was already applied with the same user and tokens.
+        Reusing a key for a different user or amount raises ``idempotency_conflict``.
+        """
+        _require_text("key", key)
+        _require_text("user", user)
+        if _count(tokens, "tokens") == 0:
+            raise LedgerError("a grant must be at least 1 token", code="invalid_amount")
+        _optional_text("event_id", event_id)
+        rows = self._outbox_rows(outbox)
+        with self._write() as conn:
+            inserted = conn.execute(
+                "INSERT INTO ops (key, user, delta, kind, event_id, created_at)"
+                " VALUES (?, ?, ?, 'grant', ?, ?) ON CONFLICT (key) DO NOTHING",
+                (key, user, tokens, event_id, self._now()),
+            ).rowcount
+            if not inserted:
+                prior = conn.execute("SELECT user, delta, kind FROM ops WHERE key = ?", (key,)).fetchone()
+                if tuple(prior) != (user, tokens, "grant"):
+                    raise LedgerError(
+                        f"key {key!r} was already applied as {prior[2]} of {prior[1]} for {prior[0]}",
+                        code="idempotency_conflict",
+                    )
+                return False
+            self._insert_outbox(conn, rows)
+        return True
+
+    def balance(self, user: str) -> Balance:
+        _require_text("user", user)
+        with self._lock:
+            total = self._total(user)
+            reserved = self._reserved.get(user, 0)
+        return Balance(total=total, reserved=reserved, available=max(0, total - reserved))
+
+    def reserve(self, user: str, n: int, *, key: str) -> Reservation:
+        """Hold ``n`` tokens of ``user``'s available balance for the debit that will be keyed ``key``."""
+        _require_text("user", user)
+        _require_text("key", key)
+        _count(n, "n")
+        with self._lock:
+            if key in self._held or self._query("SELECT 1 FROM ops WHERE key = ?", key):
+                raise LedgerError(f"key {key!r} is already reserved or applied", code="idempotency_conflict")
+            reserved = self._reserved.get(user, 0)
+            available = self._total(user) - reserved
+            if available < n:
+                raise InsufficientBalance(f"{user} has {max(available, 0)} tokens available, {n} requested")
+            res = Reservation(key=key, user=user, amount=n)
+            self._held[key] = res
+            self._reserved[user] = reserved + n
+        return res
+
+    def commit(
+        self,
+        res: Reservation,
+        used: int,
+        *,
+        event_id: str | None = None,
+        outbox: Iterable[OutboxEvent] = (),
+    ) -> int:
+        """Debit ``used`` (≤ ``res.amount``) tokens under ``res.key``, free the hold, enqueue ``outbox``.
+
+        Idempotent: committing a reservation that was already committed returns the amount debited then.
+        Committing one that was released (or lost in a restart) raises ``reservation_not_held``.
+        """
+        _count(used, "used")
+        _optional_text("event_id", event_id)
+        rows = self._outbox_rows(outbox)
+        with self._lock:
+            if self._held.get(res.key) != res:
+                for user, delta, kind in self._query(
+                    "SELECT user, delta, kind FROM ops WHERE key = ?", res.key
+                ):
+                    if (user, kind) == (res.user, "debit"):
+                        return -int(delta)
+                raise LedgerError(
+                    f"reservation {res.key!r} is not held (released, or dropped by a restart)",
+                    code="reservation_not_held",
+                )
+            if used > res.amount:
+                raise LedgerError(
+                    f"used {used} exceeds the {res.amount} tokens reserved", code="invalid_amount"
+                )
+            with self._write() as conn:
+                conn.execute(
+                    "INSERT INTO ops (key, user, delta, kind, event_id, created_at)"
+                    " VALUES (?, ?, ?, 'debit', ?, ?)",
+                    (res.key, res.user, -used, event_id, self._now()),
+                )
+                self._insert_outbox(conn, rows)
+            self._unhold(res)
+        return used
+
+    def release(self, res: Reservation) -> bool:
+        """Free ``res`` without debiting.  A no-op (returning False) if it was committed or released."""
+        with self._lock:
+            if self._held.get(res.key) != res:
+                return False
+            self._unhold(res)
+            return True
+
+    # -------------------------------------------------------------------------------------------- outbox
+    def enqueue(self, event: OutboxEvent) -> bool:
+        """Store a signed event for publication; False if an event with this id is already stored."""
+        rows = self._outbox_rows((event,))
+        with self._write() as conn:
+            return self._insert_outbox(conn, rows) > 0
+
+    def pending_outbox(self, limit: int = 100) -> list[OutboxEvent]:
+        """Events no relay has acknowledged yet, oldest first (in the order they were stored)."""
+        if _count(limit, "limit") == 0:
+            return []
+        rows = self._query(
+            "SELECT event_id, event_json, attempts FROM outbox WHERE acked_at IS NULL ORDER BY rowid LIMIT ?",
+            limit,
+        )
+        return [OutboxEvent(event_id=r[0], event_json=r[1], attempts=r[2]) for r in rows]
+
+    def mark_sent_attempt(self, event_id: str) -> None:
+        _require_text("event_id", event_id)
+        with self._write() as conn:
+            conn.execute("UPDATE outbox SET attempts = attempts + 1 WHERE event_id = ?", (event_id,))
+
+    def mark_acked(self, event_id: str, relay_url: str) -> bool:
+        """Record the first relay that accepted ``event_id``; False if unknown or already acknowledged."""
+        _require_text("event_id", event_id)
+        _require_text("relay_url", relay_url)
+        with self._write() as conn:
+            return (
+                conn.execute(
+                    "UPDATE outbox SET acked_at = ?, acked_by = ? WHERE event_id = ? AND acked_at IS NULL",
+                    (self._now(), relay_url, event_id),
+                ).rowcount
+                > 0
+            )
+
+    # ------------------------------------------------------------------------------ incoming events
+    def remember_event(self, event_id: str, created_at: int) -> bool:
+        """True the first time ``event_id`` is seen, False afterwards (a dedupe hint, not a money guard)."""
+        _require_text("event_id", event_id)
+        _count(created_at, "created_at")
+        with self._write() as conn:
+            return (
+                conn.execute(
+                    "INSERT INTO seen_events (event_id, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                    (event_id, created_at),
+                ).rowcount
+                > 0
+            )
+
+    def cursor(self) -> int | None:
+        """``created_at`` of the newest incoming event handled, or None before the first one."""
+        rows = self._query("SELECT value FROM meta WHERE name = ?", _CURSOR)
+        return int(rows[0][0]) if rows else None
+
+    def advance_cursor(self, created_at: int) -> int:
+        """Move the cursor forward to ``created_at`` (never backwards); returns the cursor now stored."""
+        _count(created_at, "created_at")
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO meta (name, value) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)",
+                (_CURSOR, created_at),
+            )
+            (value,) = conn.execute("SELECT value FROM meta WHERE name = ?", (_CURSOR,)).fetchone()
+        return int(value)
+
+    # ------------------------------------------------------------------------------------------ rebuild
+    def rebuild(self, records: Iterable[TransactionRecord]) -> RebuildReport:
+        """Apply ``Transaction`` events (already filtered to trusted authors) in one transaction.
+
+        An event whose id is already an op's ``event_id`` (the device's own announcements, or an earlier
+        rebuild) is skipped.  A debit that leaves a user's total negative is still recorded (it is history)
+        and the user is listed in ``negative_users``.
+        """
+        received = 0
+        unique: dict[str, tuple[str, str, int, int]] = {}
+        for record in records:
+            received += 1
+            row = _record_row(record)
+            unique.setdefault(row[0], row)  # the first copy of a repeated event wins
+        # Inserting in event-id order keeps both id indexes' writes local: about 2x faster on 100 000 rows.
+        rows = sorted(unique.values())
+        with self._write() as conn:
+            conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS rebuild_in"
+                " (event_id TEXT NOT NULL, user TEXT NOT NULL, tokens INTEGER NOT NULL,"
+                " created_at INTEGER NOT NULL)"
+            )
+            conn.execute("DELETE FROM temp.rebuild_in")
+            conn.executemany("INSERT INTO temp.rebuild_in VALUES (?, ?, ?, ?)", rows)
+            conn.execute(
+                "DELETE FROM temp.rebuild_in WHERE EXISTS"
+                " (SELECT 1 FROM ops WHERE ops.event_id = rebuild_in.event_id)"
+            )
+            applied = conn.execute(
+                "INSERT INTO ops (key, user, delta, kind, event_id, created_at)"
+                " SELECT ? || event_id, user, tokens, 'rebuild', event_id, created_at"
+                " FROM temp.rebuild_in ORDER BY event_id",
+                (_REBUILD_KEY_PREFIX,),
+            ).rowcount
+            negative = tuple(
+                r[0]
+                for r in conn.execute(
+                    "SELECT user FROM balances WHERE total < 0 AND user IN"
+                    " (SELECT user FROM temp.rebuild_in WHERE tokens < 0) ORDER BY user"
+                )
+            )
+            conn.execute("DELETE FROM temp.rebuild_in")
+        return RebuildReport(applied=applied, skipped=received - applied, negative_users=negative)
+
+    # ------------------------------------------------------------------------------------ diagnostics
+    def check(self) -> list[str]:
+        """Problems found by SQLite's integrity check and by recomputing balances from ops (empty: none)."""
+        problems = [r[0] for r in self._query("PRAGMA integrity_check") if r[0] != "ok"]
+        return problems + [
+            f"balance of {user}: table says {table}, ops sum to {ops}"
+            for user, table, ops in self._query(
+                "SELECT user, sum(t), sum(o) FROM"
+                " (SELECT user, total AS t, NULL AS o FROM balances"
+                "  UNION ALL SELECT user, NULL, delta FROM ops)"
+                " GROUP BY user HAVING sum(t) IS NOT sum(o)"
+            )
+        ]
+
+    # -------------------------------------------------------------------------------------- internals
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise LedgerError("the ledger is closed", code="ledger_closed")
+        return self._conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` … ``COMMIT`` transaction; rolled back on any exception."""
+        with self._lock:
+            conn = self._connection()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                _rollback(conn)
+                if isinstance(exc, sqlite3.Error):
+                    raise _storage_error(exc) from exc
+                raise
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    def _query(self, sql: str, *params: object) -> list[Any]:
+        """All rows of one read (outside any explicit transaction, so it sees the last commit)."""
+        with self._lock:
+            conn = self._connection()
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise _storage_error(exc) from exc
+
+    def _total(self, user: str) -> int:
+        rows = self._query("SELECT total FROM balances WHERE user = ?", user)
+        return int(rows[0][0]) if rows else 0
+
+    def _unhold(self, res: Reservation) -> None:
+        del self._held[res.key]
+        left = self._reserved.get(res.user, 0) - res.amount  # holds of 0 tokens leave no entry behind
+        if left:
+            self._reserved[res.user] = left
+        else:
+            self._reserved.pop(res.user, None)
+
+    def _outbox_rows(self, events: Iterable[OutboxEvent]) -> list[tuple[str, str, int]]:
+        now = self._now()
+        return [(_checked_event(e), e.event_json, now) for e in events]
+
+    @staticmethod
+    def _insert_outbox(conn: sqlite3.Connection, rows: list[tuple[str, str, int]]) -> int:
+        before = conn.total_changes
+        conn.executemany(
+            "INSERT INTO outbox (event_id, event_json, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            rows,
+        )
+        return conn.total_changes - before
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version == SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")  # re-read under the write lock: another process may have migrated
+    try:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise LedgerError(
+                f"{path} has ledger schema {version}, this build knows up to {SCHEMA_VERSION}",
+                code="ledger_schema_too_new",
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[target - 1]:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite rolls some failures (e.g. SQLITE_FULL) back by itself; only roll back what is still open.
+    # If ROLLBACK itself fails the connection is unusable, and the next BEGIN reports the real problem.
+    if conn.in_transaction:
+        with suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
+def _storage_error(exc: sqlite3.Error) -> LedgerError:
+    primary = getattr(exc, "sqlite_errorcode", -1) & 0xFF
+    text = str(exc)
+    lowered = text.lower()
+    if primary == sqlite3.SQLITE_FULL or "database or disk is full" in lowered:
+        return LedgerError(f"the ledger's disk is full: {text}", code="ledger_disk_full")
+    if primary == sqlite3.SQLITE_READONLY or "readonly" in lowered:
+        return LedgerError(f"the ledger is read-only: {text}", code="ledger_read_only")
+    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in lowered:
+        return LedgerError(f"the ledger is locked by another process: {text}", code="ledger_busy")
+    if primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return LedgerError(f"the ledger file is damaged: {text}", code="ledger_corrupt")
+    if isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in text:
+        return LedgerError(f"already recorded: {text}", code="idempotency_conflict")
+    return LedgerError(f"ledger storage error: {text}")
+
+
+def _os_error(exc: OSError, message: str) -> LedgerError:
+    if exc.errno == errno.ENOSPC:
+        return LedgerError(f"{message}: {exc}", code="ledger_disk_full")
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return LedgerError(f"{message}: {exc}", code="ledger_read_only")
+    return LedgerError(f"{message}: {exc}")
+
+
+def _require_text(name: str, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise LedgerError(f"{name} must be a non-empty string, got {value!r}", code="argument_invalid")
+
+
+def _optional_text(name: str, value: Any) -> None:
+    if value is not None:
+        _require_text(name, value)
+
+
+def _count(value: Any, name: str) -> int:
+    """``value`` if it is an int ≥ 0 (bools refused), else ``invalid_amount``."""
+    if type(value) is not int or value < 0:
+        raise LedgerError(f"{name} must be an integer ≥ 0, got {value!r}", code="invalid_amount")
+    return value
+
+
+def _checked_event(event: OutboxEvent) -> str:
+    """The id of a well-formed signed event whose JSON carries that same id."""
+    _require_text("event_id", event.event_id)
+    try:
+        parsed = json.loads(event.event_json) if isinstance(event.event_json, str) else None
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict) or parsed.get("id") != event.event_id:
+        raise LedgerError(
+            f"outbox event {event.event_id!r}: event_json must be the signed event with that id",
+            code="argument_invalid",
+        )
+    return event.event_id
+
+
+def _record_row(record: TransactionRecord) -> tuple[str, str, int, int]:
+    _require_text("event_id", record.event_id)
+    _require_text("user", record.user)
+    if type(record.tokens) is not int:
+        raise LedgerError(f"tokens must be an integer, got {record.tokens!r}", code="invalid_amount")
+    _count(record.created_at, "created_at")
+    return (record.event_id, record.user, record.tokens, record.created_at)
