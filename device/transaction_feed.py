@@ -1,0 +1,124 @@
+"""Reading ``Transaction`` events back from relays: device-side balances and ledger rebuilds.
+
+Only events authored by the device itself or by a configured trusted author
+count (the reference backend credited every Transaction from anyone — anyone
+could mint tokens).  Relays cap one REQ at a few hundred events, so the history
+is fetched page by page, walking ``until`` backwards, and deduplicated by id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+
+from nostr_sdk import (
+    Client,
+    Event,
+    Filter,
+    Kind,
+    PublicKey,
+    RelayStatus,
+    RelayUrl,
+    ReqTarget,
+    SingleLetterTag,
+    Timestamp,
+)
+
+from device.errors import DeviceError
+from device.ledger import TransactionRecord
+from device.protocol import KIND, ProtocolError, Transaction, decode_message, read_routing
+
+log = logging.getLogger(__name__)
+
+PAGE_LIMIT = 500
+FETCH_TIMEOUT = timedelta(seconds=10)
+
+
+class FeedError(DeviceError):
+    """The relays could not be read."""
+
+    code = "relay_unreachable"
+
+
+def transaction_records(
+    events: Iterable[Event], *, authors: set[str], session: str, machine: str, user: str | None = None
+) -> list[TransactionRecord]:
+    """Trusted, well-formed Transaction events as ledger records, oldest first, one per id."""
+    records: dict[str, TransactionRecord] = {}
+    for event in events:
+        if event.author().to_hex() not in authors or not event.verify():
+            continue
+        try:
+            routing = read_routing(int(event.kind().as_u16()), [tag.to_vec() for tag in event.tags()])
+            message = decode_message(event.content())
+        except ProtocolError:
+            continue
+        if routing.session != session or routing.machine != machine or not isinstance(message, Transaction):
+            continue
+        if user is not None and message.user != user:
+            continue
+        event_id = event.id().to_hex()
+        records[event_id] = TransactionRecord(
+            event_id=event_id,
+            user=message.user,
+            tokens=message.tokens,
+            created_at=int(event.created_at().as_secs()),
+        )
+    return sorted(records.values(), key=lambda r: (r.created_at, r.event_id))
+
+
+async def fetch_transactions(
+    relays: Sequence[str], *, authors: Sequence[str], session: str, machine: str, user: str | None = None
+) -> list[TransactionRecord]:
+    """Every trusted Transaction about ``machine`` (optionally for one ``user``) the relays hold."""
+    client = Client()
+    try:
+        for url in relays:
+            await client.add_relay(RelayUrl.parse(url))
+        await client.connect(timedelta(seconds=5))
+        statuses = [relay.status() for relay in (await client.relays()).values()]
+        if RelayStatus.CONNECTED not in statuses:
+            raise FeedError(f"no relay reachable: {', '.join(relays)}")
+        events: list[Event] = []
+        until: int | None = None
+        while True:
+            target = ReqTarget.auto([_filter(authors, session, machine, until)])
+            batch: list[Event] = list(await client.fetch_events(target, FETCH_TIMEOUT))
+            events.extend(batch)
+            if len(batch) < PAGE_LIMIT:
+                break
+            oldest = min(int(e.created_at().as_secs()) for e in batch)
+            if until is not None and oldest >= until:
+                break
+            until = oldest  # inclusive: the next page repeats the oldest second; dedupe handles it
+        return transaction_records(events, authors=set(authors), session=session, machine=machine, user=user)
+    except DeviceError:
+        raise
+    except Exception as exc:  # nostr_sdk raises its own error classes
+        raise FeedError(f"cannot read Transaction events from {', '.join(relays)}: {exc}") from exc
+    finally:
+        await client.shutdown()
+        del client
+        gc.collect()
+        await asyncio.sleep(0)
+
+
+def _filter(authors: Sequence[str], session: str, machine: str, until: int | None) -> Filter:
+    flt = (
+        Filter()
+        .kind(Kind(KIND))
+        .authors([PublicKey.parse(a) for a in authors])
+        .custom_tag(_tag("s"), session)
+        .custom_tag(_tag("p"), machine)
+        .limit(PAGE_LIMIT)
+    )
+    if until is not None:
+        flt = flt.until(Timestamp.from_secs(until))
+    return flt
+
+
+def _tag(letter: str) -> SingleLetterTag:
+    return SingleLetterTag.from_byte(ord(letter))
