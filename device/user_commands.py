@@ -34,6 +34,7 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from device.config import Config
+from device.endpoints import Endpoints
 from device.errors import DeviceError
 from device.protocol import (
     Payload,
@@ -53,6 +55,7 @@ from device.solana import program as prog
 from device.solana.authorization import encode_binding, sign_authorization
 from device.solana.client import ChainClient, TxOutcome, UserBalance
 from device.solana.program import ProgramRef, ProgramVersion
+from device.user_recharge import RechargeTarget, describe, recharge
 
 __all__ = ["DEFAULT_KEYPAIR", "UserCommandError", "add_user_commands"]
 
@@ -181,20 +184,27 @@ def _program(config: Config) -> ProgramRef:
     )
 
 
-def _client(args: argparse.Namespace, config: Config) -> ChainClient:
+def _rpc_url(args: argparse.Namespace, config: Config) -> str:
     url: str = args.rpc_url or config.solana.rpc_url
     if url == "embedded":
-        raise UserCommandError(
-            "solana.rpc_url is 'embedded' (the agent's in-process chain, not reachable from here); "
-            "pass --rpc-url http://HOST:PORT of a running RPC",
-            code="rpc_url_required",
-        )
+        try:
+            url = Endpoints.read(config.device.state_dir).rpc_url
+        except DeviceError as exc:
+            raise UserCommandError(
+                "solana.rpc_url is 'embedded' (the agent's in-process chain) and no running agent was found "
+                f"({exc.message}); start `xephy-device run` or pass --rpc-url http://HOST:PORT",
+                code="rpc_url_required",
+            ) from exc
     if not url.startswith(("http://", "https://")):
         raise UserCommandError(
             f"RPC URL must start with http:// or https://, got {url!r}", code="argument_invalid"
         )
+    return url
+
+
+def _client(args: argparse.Namespace, config: Config) -> ChainClient:
     return ChainClient(
-        url,
+        _rpc_url(args, config),
         program=_program(config),
         namespace_id=config.solana.namespace_id,
         commitment=config.solana.commitment,
@@ -387,13 +397,79 @@ def cmd_user_balance(args: argparse.Namespace, config: Config) -> int:
     return _run(args, config, body)
 
 
+@dataclass(frozen=True, slots=True)
+class SignedPayload:
+    """A Request payload with its recover_info, and what was signed."""
+
+    text: str
+    recover_info: str
+    nonce: int
+    deadline: int
+
+
+async def _chain_facts(
+    client: ChainClient,
+    user: Pubkey,
+    version: ProgramVersion,
+    amount: int,
+    nonce: int | None,
+    name: str | None,
+) -> tuple[int, str | None]:
+    """The nonce and (v2) namespace name to sign with, read from the chain where not given."""
+    balance = await client.balance(user)
+    _require_registered(balance, user)
+    if nonce is None:
+        nonce = balance.nonce
+    if version is ProgramVersion.V2 and name is None:
+        name = (await client.namespace()).name
+    if balance.available < amount:
+        print(
+            f"warning: the vault has {balance.available} lamports available, less than "
+            f"{amount}; deposit before the device charges",
+            file=sys.stderr,
+        )
+    return nonce, name
+
+
+def sign_payload(
+    keypair: Keypair,
+    config: Config,
+    *,
+    machine: bytes,
+    amount: int,
+    ttl: int,
+    nonce: int,
+    namespace_name: str | None,
+) -> SignedPayload:
+    """Sign a recover_info bound to ``machine`` and ``amount``; wrap it in a Request payload."""
+    version = _program(config).version
+    namespace_id = config.solana.namespace_id
+    deadline = int(time.time()) + ttl
+    auth = sign_authorization(
+        keypair,
+        version,
+        nonce=nonce,
+        deadline=deadline,
+        extra_data=encode_binding(machine, amount),
+        namespace_id=namespace_id if version is ProgramVersion.V2 else 0,
+        namespace_name=namespace_name if version is ProgramVersion.V2 else None,
+    )
+    field_name: RecoverInfoFieldName = "extra_data" if version is ProgramVersion.V2 else "payload"
+    text = encode_recover_info(RecoverInfo(auth.signature, auth.extra_data, auth.deadline, field_name))
+    payload = Payload(
+        user=str(keypair.pubkey()),
+        nonce=nonce,
+        recover_info=text,
+        namespace_id=namespace_id if version is ProgramVersion.V2 else None,
+    )
+    return SignedPayload(encode_payload(payload), text, nonce, deadline)
+
+
 def cmd_user_sign(args: argparse.Namespace, config: Config) -> int:
     """Print a recover_info authorizing one payment of ``--amount`` to ``--machine``."""
     keypair = load_keypair(_keypair_path(args))
     user = keypair.pubkey()
-    program = _program(config)
-    version = program.version
-    namespace_id = config.solana.namespace_id
+    version = _program(config).version
     if version is ProgramVersion.V1 and args.namespace_name is not None:
         raise UserCommandError(
             "program v1 signs with a fixed prefix; --namespace-name is for v2", code="argument_invalid"
@@ -406,50 +482,78 @@ def cmd_user_sign(args: argparse.Namespace, config: Config) -> int:
 
         async def body(client: ChainClient) -> int:
             nonlocal nonce, name
-            balance = await client.balance(user)
-            _require_registered(balance, user)
-            if nonce is None:
-                nonce = balance.nonce
-            if version is ProgramVersion.V2 and name is None:
-                name = (await client.namespace()).name
-            if balance.available < args.amount:
-                print(
-                    f"warning: the vault has {balance.available} lamports available, less than "
-                    f"{args.amount}; deposit before the device charges",
-                    file=sys.stderr,
-                )
+            nonce, name = await _chain_facts(client, user, version, args.amount, nonce, name)
             return 0
 
         _run(args, config, body)
     assert nonce is not None
-    deadline = int(time.time()) + args.ttl
-    auth = sign_authorization(
+    signed = sign_payload(
         keypair,
-        version,
+        config,
+        machine=args.machine,
+        amount=args.amount,
+        ttl=args.ttl,
         nonce=nonce,
-        deadline=deadline,
-        extra_data=encode_binding(args.machine, args.amount),
-        namespace_id=namespace_id if version is ProgramVersion.V2 else 0,
-        namespace_name=name if version is ProgramVersion.V2 else None,
+        namespace_name=name,
     )
-    field_name: RecoverInfoFieldName = "extra_data" if version is ProgramVersion.V2 else "payload"
-    text = encode_recover_info(RecoverInfo(auth.signature, auth.extra_data, auth.deadline, field_name))
-    if args.payload:
-        payload = Payload(
-            user=str(user),
-            nonce=nonce,
-            recover_info=text,
-            namespace_id=namespace_id if version is ProgramVersion.V2 else None,
-        )
-        print(encode_payload(payload))
-    else:
-        print(text)
+    print(signed.text if args.payload else signed.recover_info)
     print(
         f"signed: user {user}, nonce {nonce}, machine {args.machine.hex()}, amount {args.amount} lamports, "
-        f"valid until {deadline} ({args.ttl} s)",
+        f"valid until {signed.deadline} ({args.ttl} s)",
         file=sys.stderr,
     )
     return 0
+
+
+def _recharge_target(args: argparse.Namespace, config: Config) -> RechargeTarget:
+    """Relays, machine and device key: flags, then the config, then the running agent's endpoints.json."""
+    relays: tuple[str, ...] = tuple(args.relay or ())
+    machine: str | None = args.machine.hex() if args.machine is not None else config.nostr.machine_pubkey
+    device: str | None = args.device_pubkey
+    if not relays and "embedded" not in config.nostr.relays:
+        relays = config.nostr.relays
+    if not relays or machine is None or device is None:
+        try:
+            endpoints = Endpoints.read(config.device.state_dir)
+        except DeviceError as exc:
+            raise UserCommandError(
+                f"{exc.message}; or pass --relay URL --machine HEX --device-pubkey HEX", code=exc.code
+            ) from exc
+        relays = relays or endpoints.relays
+        machine = machine or endpoints.machine_pubkey
+        device = device or endpoints.device_pubkey
+    return RechargeTarget(relays, config.nostr.session, machine, device or machine)
+
+
+def cmd_user_recharge(args: argparse.Namespace, config: Config) -> int:
+    """Sign a bound authorization, publish the Request, wait for the grant."""
+    keypair = load_keypair(_keypair_path(args))
+    target = _recharge_target(args, config)
+    amount: int = args.amount or config.pricing.recharge_lamports
+    version = _program(config).version
+
+    async def body(client: ChainClient) -> int:
+        nonce, name = await _chain_facts(client, keypair.pubkey(), version, amount, None, None)
+        signed = sign_payload(
+            keypair,
+            config,
+            machine=bytes.fromhex(target.machine_pubkey),
+            amount=amount,
+            ttl=args.ttl,
+            nonce=nonce,
+            namespace_name=name,
+        )
+        print(f"requesting {amount} lamports of tokens from machine {target.machine_pubkey} (nonce {nonce})")
+        result = await recharge(signed.text, target, wait_seconds=args.timeout)
+        print(
+            f"granted {result.tokens:,} tokens "
+            f"(request {result.request_id}, transaction {result.transaction_id})"
+        )
+        if args.json:
+            print(describe(result))
+        return 0
+
+    return _run(args, config, body)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -542,3 +646,28 @@ def add_user_commands(
         "--payload", action="store_true", help="print the whole Request payload (user, nonce, recover_info)"
     )
     sign.set_defaults(handler=cmd_user_sign)
+
+    recharge_cmd = actions.add_parser(
+        "recharge",
+        parents=online,
+        help="pay the device for tokens: sign, publish a Request, wait for the grant",
+        description="Sign a bound authorization, publish a Request like the XePHY dApp, wait for the grant.",
+    )
+    recharge_cmd.add_argument(
+        "--amount",
+        type=_lamports,
+        default=None,
+        metavar="LAMPORTS",
+        help="default: pricing.recharge_lamports",
+    )
+    recharge_cmd.add_argument(
+        "--ttl", type=_ttl, default=DEFAULT_TTL_SECONDS, metavar="SECONDS", help="authorization validity"
+    )
+    recharge_cmd.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="wait this long")
+    recharge_cmd.add_argument("--relay", action="append", metavar="URL", help="relay URL (repeatable)")
+    recharge_cmd.add_argument("--machine", type=_machine, default=None, metavar="HEX", help="machine pubkey")
+    recharge_cmd.add_argument(
+        "--device-pubkey", default=None, metavar="HEX", help="the device's Nostr key whose answers to trust"
+    )
+    recharge_cmd.add_argument("--json", action="store_true", help="also print one JSON line")
+    recharge_cmd.set_defaults(handler=cmd_user_recharge)

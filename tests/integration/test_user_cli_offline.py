@@ -161,7 +161,10 @@ def test_missing_and_malformed_keypairs(tmp_path: Path, capsys: pytest.CaptureFi
     assert "keypair_invalid" in capsys.readouterr().err
 
 
-def test_embedded_rpc_url_is_refused_with_a_hint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_embedded_rpc_url_without_a_running_agent_is_refused_with_a_hint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # state_dir ./.xephy-device has no endpoints.json
     keys = keypair_file(tmp_path)
     assert main(["user", "balance", "--keypair", str(keys)]) == 1
     err = capsys.readouterr().err

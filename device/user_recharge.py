@@ -1,0 +1,174 @@
+"""``xephy-device user recharge``: pay a device for tokens, the way the XePHY dApp does.
+
+Steps: read the user's nonce (and, v2, the namespace name) from the chain, sign a
+``recover_info`` bound to the machine and the amount, publish a
+``Request{Working, UserRequest}`` from a throw-away Nostr key (exactly like the
+dApp), then wait for the device's answer about *this* request: a
+``Status{…, LockFailed}`` carrying an error, or ``Status{Working}`` followed by the
+``Transaction`` that grants the tokens.  Only events authored by the device's key
+are believed.
+
+On a laptop every address comes from the running agent's ``endpoints.json``; on a
+real network pass ``--relay``, ``--machine`` and ``--device-pubkey``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from nostr_sdk import (
+    Client,
+    Event,
+    EventBuilder,
+    Filter,
+    Keys,
+    Kind,
+    PublicKey,
+    RelayStatus,
+    RelayUrl,
+    ReqTarget,
+    SingleLetterTag,
+    Tag,
+    Timestamp,
+)
+
+from device.errors import DeviceError
+from device.protocol import (
+    KIND,
+    ZERO_EVENT_ID,
+    MachineStatus,
+    ProtocolError,
+    Reason,
+    Request,
+    Status,
+    Transaction,
+    decode_message,
+    decode_payload,
+    encode_message,
+    event_tags,
+)
+
+CONNECT_TIMEOUT = timedelta(seconds=5)
+
+
+class RechargeFailed(DeviceError):
+    """The device refused the request, or no answer came in time."""
+
+    code = "recharge_failed"
+
+
+@dataclass(frozen=True, slots=True)
+class RechargeTarget:
+    """Where to send the request and whose answers to believe."""
+
+    relays: tuple[str, ...]
+    session: str
+    machine_pubkey: str
+    device_pubkey: str
+
+
+@dataclass(frozen=True, slots=True)
+class RechargeResult:
+    """What the device answered."""
+
+    request_id: str
+    tokens: int
+    transaction_id: str
+
+
+def build_request_event(payload: str, target: RechargeTarget, keys: Keys) -> Event:
+    """The signed Request event a dApp would publish for ``payload``."""
+    request = Request(
+        to_status=MachineStatus.Working,
+        reason=Reason.UserRequest,
+        initial_request=ZERO_EVENT_ID,
+        payload=payload,
+    )
+    tags = [Tag.parse(tag) for tag in event_tags(target.session, target.machine_pubkey)]
+    event: Event = EventBuilder(Kind(KIND), encode_message(request)).tags(tags).finalize(keys)
+    return event
+
+
+async def recharge(payload: str, target: RechargeTarget, *, wait_seconds: float) -> RechargeResult:
+    """Publish a Request for ``payload`` and wait for the device's grant (or raise its refusal)."""
+    user = decode_payload(payload).user
+    event = build_request_event(payload, target, Keys.generate())
+    request_id = event.id().to_hex()
+    client = Client()
+    try:
+        for url in target.relays:
+            await client.add_relay(RelayUrl.parse(url))
+        await client.connect(CONNECT_TIMEOUT)
+        if RelayStatus.CONNECTED not in [r.status() for r in (await client.relays()).values()]:
+            raise RechargeFailed(f"no relay reachable: {', '.join(target.relays)}", code="relay_unreachable")
+        since = Timestamp.from_secs(int(time.time()) - 5)
+        flt = (
+            Filter()
+            .kind(Kind(KIND))
+            .author(PublicKey.parse(target.device_pubkey))
+            .custom_tag(SingleLetterTag.from_byte(ord("s")), target.session)
+            .custom_tag(SingleLetterTag.from_byte(ord("p")), target.machine_pubkey)
+            .since(since)
+        )
+        await client.subscribe(ReqTarget.auto([flt]))
+        stream = client.notifications()
+        sent = await client.send_event(event)
+        if not sent.success:
+            raise RechargeFailed(f"no relay accepted the request: {sent.failed}", code="relay_publish_failed")
+        return await asyncio.wait_for(_await_answer(stream, request_id, user), wait_seconds)
+    except TimeoutError:
+        raise RechargeFailed(
+            f"no answer from the device within {wait_seconds:.0f} s (request {request_id}); "
+            "it may still be settling: check `xephy-device user balance`",
+            code="recharge_timeout",
+        ) from None
+    finally:
+        await client.shutdown()
+        del client
+        gc.collect()
+
+
+async def _await_answer(stream: object, request_id: str, user: str) -> RechargeResult:
+    working = False
+    while True:
+        notification = await stream.next()  # type: ignore[attr-defined]
+        if notification is None:
+            raise RechargeFailed("the relay connection closed before an answer", code="relay_unreachable")
+        if not notification.is_new_event():
+            continue
+        event: Event = notification.event
+        if not event.verify():
+            continue
+        try:
+            message = decode_message(event.content())
+        except ProtocolError:
+            continue
+        if isinstance(message, Status) and message.initial_request == request_id:
+            if message.reason is Reason.LockFailed:
+                raise _refusal(message)
+            working = working or message.status is MachineStatus.Working
+        elif isinstance(message, Transaction) and working and message.user == user and message.tokens > 0:
+            return RechargeResult(request_id, message.tokens, event.id().to_hex())
+
+
+def _refusal(status: Status) -> RechargeFailed:
+    code, text = "recharge_refused", "the device refused the request"
+    try:
+        error = decode_payload(status.payload).error
+        if error is not None:
+            code, text = error.code, error.message
+    except ProtocolError:
+        pass
+    return RechargeFailed(f"the device refused the request: {text}", code=code)
+
+
+def describe(result: RechargeResult) -> str:
+    """One JSON line for scripts."""
+    return json.dumps(
+        {"request": result.request_id, "tokens": result.tokens, "transaction": result.transaction_id}
+    )
