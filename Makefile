@@ -24,14 +24,34 @@ INSTALL_STAMP := $(VENV)/.installed
 
 ARGS ?=
 
-.PHONY: help setup wheelhouse run test lint typecheck unit bench clean
+# tool:Debian-package pairs the build and the tests need (provisioning builds Pi-shaped images without
+# root; the systemd tests run systemd-analyze; the wheel build needs cmake).  `make system-deps`
+# installs what is missing when run as root with apt, and otherwise says which tests will be skipped.
+SYSTEM_TOOLS := cmake:cmake g++:g++ mcopy:mtools mkfs.vfat:dosfstools sfdisk:fdisk mke2fs:e2fsprogs \
+	xz:xz-utils systemd-analyze:systemd systemd-socket-activate:systemd cloud-init:cloud-init
+
+.PHONY: help system-deps setup wheelhouse run test lint typecheck unit bench clean
 
 help:
 	@echo "make run    start the agent on embedded defaults (relay, chain stand-in, SmolLM2)"
 	@echo "make test   ruff + mypy --strict + pytest (builds .venv and the llama wheel on first use)"
 	@echo "make bench  run benchmarks/ and print ratio tables"
 
-$(LLAMA_STAMP):
+system-deps:
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+		command -v "$${pair%%:*}" >/dev/null 2>&1 || PATH="$$PATH:/usr/sbin:/sbin" command -v "$${pair%%:*}" >/dev/null 2>&1 \
+			|| missing="$$missing $${pair##*:}"; \
+	done; \
+	missing=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \
+	if [ -z "$${missing// /}" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo ">> installing system packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else \
+		echo "warning: missing system packages: $$missing (install them with apt; tests that need them are skipped)"; \
+	fi
+
+$(LLAMA_STAMP): | system-deps
 	@command -v cmake >/dev/null || { echo "cmake is required to build llama-cpp-python (see README: Prerequisites)"; exit 1; }
 	@echo ">> building llama-cpp-python $(LLAMA_VERSION) once into $(WHEELHOUSE) (~5 min on 2 cores)"
 	rm -rf "$(WHEELHOUSE).tmp" && mkdir -p "$(WHEELHOUSE).tmp"
@@ -61,7 +81,7 @@ lint: $(INSTALL_STAMP)
 typecheck: $(INSTALL_STAMP)
 	$(BIN)/mypy
 
-unit: $(INSTALL_STAMP)
+unit: $(INSTALL_STAMP) system-deps
 	$(BIN)/python -m pytest $(ARGS)
 
 test: lint typecheck unit

@@ -20,11 +20,13 @@ import yaml
 from device import __version__
 from device.agent import Agent, ServicePlan, run_until_signalled
 from device.config import DEFAULT_CONFIG_PATH, Config, ConfigError, config_to_dict, load_config
+from device.doctor import add_doctor_command
 from device.errors import DeviceError
 from device.keys import KeyStore
 from device.ledger import Ledger
 from device.localnet.cli import add_localnet_command
 from device.logs import configure_logging
+from device.provision.command import add_provision_command
 from device.user_commands import add_user_commands
 
 EXIT_OK = 0
@@ -145,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(handler=cmd_config_show)
     add_user_commands(commands, common)
     add_localnet_command(commands, common)
+    add_provision_command(commands, common)
+    add_doctor_command(commands, common)
     return parser
 
 
