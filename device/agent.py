@@ -1,34 +1,47 @@
 """The composition root: builds the agent's parts from a :class:`Config` and runs them.
 
-Today the agent opens the ledger, loads the keys and reports what it serves;
-the relay link, settlement, chat server and indicators plug in here as they land
-(see ``../shared/design.md``).  Everything is passed in through the constructor
-so tests can build an agent around a temporary state directory.
+Start order (reverse on stop), each part handed its dependencies explicitly:
+
+1. ledger (opened by the caller) and keys;
+2. relays: ``embedded`` starts :class:`~device.relay.EmbeddedRelay` in-process;
+3. chain: ``embedded`` starts the localnet stand-in with this device's bot registered;
+4. settlement client → recharge processor, which first resumes every unfinished recharge;
+5. relay link: subscribes from ``cursor − overlap`` and publishes the outbox;
+6. ``endpoints.json`` for the user commands in a second terminal.
+
+Later parts (chat socket, indicators, button, systemd notify) plug in here too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Mapping
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from device import __version__
-from device.config import Config, ConfigError, resolve_chat_socket, resolve_model_path
+from device.config import EMBEDDED, Config, ConfigError, resolve_chat_socket, resolve_model_path
+from device.embedded_chain import EmbeddedChain
+from device.endpoints import Endpoints
 from device.keys import DeviceKeys
-from device.ledger import Ledger
+from device.ledger import LEDGER_FILE, Ledger
+from device.nostr_events import EventSigner
+from device.recharge import FaultPoints, RechargeProcessor
+from device.relay import EmbeddedRelay, RelayLink
+from device.solana.client import SettlementClient
+from device.state import ChainStatus, DeviceState, LinkStatus, StateHub
 
 log = logging.getLogger(__name__)
-
-LEDGER_FILE = "ledger.sqlite3"
 
 
 @dataclass(frozen=True, slots=True)
 class ServicePlan:
-    """What this agent serves, as shown at start and by ``xephy-device config show``."""
+    """What this agent serves, as shown at start."""
 
     machine_pubkey: str
     npub: str
@@ -91,21 +104,111 @@ class ServicePlan:
 class Agent:
     """Owns the running parts of the device for the lifetime of one ``run``."""
 
-    def __init__(self, config: Config, keys: DeviceKeys, ledger: Ledger, plan: ServicePlan) -> None:
+    def __init__(
+        self,
+        config: Config,
+        keys: DeviceKeys,
+        ledger: Ledger,
+        plan: ServicePlan,
+        *,
+        hub: StateHub | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         self.config = config
         self.keys = keys
         self.ledger = ledger
         self.plan = plan
+        self.environ = dict(os.environ if environ is None else environ)
+        self.hub = hub or StateHub(DeviceState(machine_pubkey=plan.machine_pubkey, model=plan.model))
+        self.signer = EventSigner(keys.nostr, session=plan.session, machine_pubkey=plan.machine_pubkey)
+        self.link: RelayLink | None = None
+        self.relay_urls: tuple[str, ...] = ()
+        self.rpc_url = ""
 
     async def run(self, stop: asyncio.Event, out: TextIO) -> None:
-        """Announce what is served, then wait until ``stop`` is set."""
+        """Start every part, announce the endpoints, serve until ``stop`` is set, then stop in reverse."""
+        state_dir = self.config.device.state_dir
+        async with AsyncExitStack() as stack:
+            self.relay_urls = await self._start_relays(stack)
+            self.rpc_url = await self._start_chain(stack)
+            settlement = SettlementClient.from_config(self.config.solana, self.keys.bot, rpc_url=self.rpc_url)
+            stack.push_async_callback(settlement.close)
+            processor = RechargeProcessor(
+                self.ledger,
+                settlement,
+                self.signer,
+                self.config,
+                self.hub,
+                notify_outbox=self._notify_outbox,
+                faults=FaultPoints.from_env(self.environ),
+            )
+            stack.push_async_callback(processor.aclose)
+            await processor.resume_unfinished()
+            self.link = RelayLink(
+                self.relay_urls,
+                ledger=self.ledger,
+                session=self.plan.session,
+                machine_pubkey=self.plan.machine_pubkey,
+                on_event=processor.handle,
+                on_state=self._on_link_state,
+                overlap_seconds=self.config.nostr.overlap_seconds,
+            )
+            await self.link.start()
+            stack.push_async_callback(self.link.stop)
+
+            Endpoints(
+                relays=self.relay_urls,
+                rpc_url=self.rpc_url,
+                machine_pubkey=self.plan.machine_pubkey,
+                device_pubkey=self.keys.nostr_pubkey_hex,
+                session=self.plan.session,
+                chat_socket=str(self.plan.chat_socket),
+                program=self.plan.program,
+                program_id=self.plan.program_id,
+                namespace_id=self.plan.namespace_id,
+                pid=os.getpid(),
+            ).write(state_dir)
+            stack.callback(Endpoints.remove, state_dir)
+
+            self._announce(out)
+            await stop.wait()
+            log.info("agent stopping", extra={"code": "agent_stopping"})
+
+    def _announce(self, out: TextIO) -> None:
         for line in self.plan.lines():
             print(line, file=out)
-        print("ready (relay, settlement and chat arrive with later releases); Ctrl-C to stop", file=out)
+        print(f"  relay urls      {', '.join(self.relay_urls)}", file=out)
+        print(f"  rpc url         {self.rpc_url}", file=out)
+        print("ready; Ctrl-C to stop", file=out)
         out.flush()
         log.info("agent ready", extra={"code": "agent_ready"})
-        await stop.wait()
-        log.info("agent stopping", extra={"code": "agent_stopping"})
+
+    async def _start_relays(self, stack: AsyncExitStack) -> tuple[str, ...]:
+        urls: list[str] = []
+        for url in self.config.nostr.relays:
+            if url == EMBEDDED:
+                relay = EmbeddedRelay()
+                urls.append(await relay.start())
+                stack.push_async_callback(relay.stop)
+            else:
+                urls.append(url)
+        return tuple(urls)
+
+    async def _start_chain(self, stack: AsyncExitStack) -> str:
+        if self.config.solana.rpc_url != EMBEDDED:
+            return self.config.solana.rpc_url
+        chain = EmbeddedChain(self.config.device.state_dir, self.config.solana, self.keys.bot)
+        url = await chain.start()
+        stack.push_async_callback(chain.stop)
+        self.hub.update(chain=ChainStatus.REACHABLE)
+        return url
+
+    def _notify_outbox(self) -> None:
+        if self.link is not None:
+            self.link.notify_outbox()
+
+    def _on_link_state(self, status: LinkStatus) -> None:
+        self.hub.update(relay=status)
 
 
 async def run_until_signalled(agent: Agent, out: TextIO) -> None:

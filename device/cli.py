@@ -19,11 +19,13 @@ import yaml
 
 from device import __version__
 from device.agent import Agent, ServicePlan, run_until_signalled
+from device.chat.cli import add_chat_command
 from device.config import DEFAULT_CONFIG_PATH, Config, ConfigError, config_to_dict, load_config
 from device.doctor import add_doctor_command
 from device.errors import DeviceError
 from device.keys import KeyStore
 from device.ledger import Ledger
+from device.ledger_commands import add_ledger_command
 from device.localnet.cli import add_localnet_command
 from device.logs import configure_logging
 from device.provision.command import add_provision_command
@@ -149,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_localnet_command(commands, common)
     add_provision_command(commands, common)
     add_doctor_command(commands, common)
+    add_ledger_command(commands, common)
+    add_chat_command(commands, common)
     return parser
 
 

@@ -18,7 +18,18 @@ Durability and idempotency contract
 Errors are :class:`LedgerError` with a stable ``code``: ``ledger_error``, ``insufficient_balance``,
 ``invalid_amount``, ``argument_invalid``, ``idempotency_conflict``, ``reservation_not_held``,
 ``ledger_disk_full``, ``ledger_read_only``, ``ledger_busy``, ``ledger_corrupt``, ``ledger_closed``,
-``ledger_schema_too_new``.  After a storage error the transaction is rolled back and the ledger stays usable.
+``ledger_schema_too_new``, ``recharge_not_found``, ``recharge_state_invalid``.
+
+Recharges
+---------
+The ``recharges`` table (schema 2) is the durable state machine of one incoming ``Request``, keyed by its
+Nostr event id: ``pending`` (validated, nothing sent) → ``submitted`` (the ``pay`` transaction's signature is
+on disk; the transaction may have been sent) → ``granted`` (tokens credited and the announcing events in the
+outbox, one transaction) or ``failed`` (refused; the refusal reply in the outbox, one transaction).
+``answered`` marks an admin request acknowledged without any charge.  A request id is handled once: a
+second delivery finds its row.
+
+After a storage error the transaction is rolled back and the ledger stays usable.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
@@ -44,6 +56,8 @@ __all__ = [
     "LedgerError",
     "OutboxEvent",
     "RebuildReport",
+    "RechargeRow",
+    "RechargeState",
     "Reservation",
     "TransactionRecord",
 ]
@@ -66,6 +80,15 @@ class Balance:
     total: int  # Σ ops for the user (tokens granted minus tokens debited)
     reserved: int  # held by in-flight reservations
     available: int  # total − reserved, never below 0
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """Grant and debit totals over a period (for telemetry)."""
+
+    users: int  # distinct users with a grant or debit
+    tokens_granted: int
+    tokens_debited: int  # as a positive number
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +120,43 @@ class RebuildReport:
     applied: int
     skipped: int  # already applied (by event id), or repeated within the batch
     negative_users: tuple[str, ...]  # users left with a negative total after a rebuilt debit
+
+
+class RechargeState(StrEnum):
+    """Where one incoming ``Request`` stands (see the module docstring, "Recharges")."""
+
+    PENDING = "pending"
+    SUBMITTED = "submitted"
+    GRANTED = "granted"
+    FAILED = "failed"
+    ANSWERED = "answered"
+
+    @property
+    def finished(self) -> bool:
+        """True once nothing more will happen to the request."""
+        return self not in (RechargeState.PENDING, RechargeState.SUBMITTED)
+
+
+@dataclass(frozen=True, slots=True)
+class RechargeRow:
+    """One row of ``recharges``.  ``user``/``nonce``/``amount_lamports``/``tokens`` are None only for a
+    request refused before they were known (malformed content or payload, unauthorized reason)."""
+
+    request_id: str
+    author: str
+    state: RechargeState
+    payload: str | None
+    user: str | None
+    nonce: int | None
+    amount_lamports: int | None
+    tokens: int | None
+    signature: str | None
+    last_valid_block_height: int | None
+    tx_bytes: bytes | None
+    error_code: str | None
+    error_message: str | None
+    created_at: int
+    updated_at: int
 
 
 # Forward migrations; index i brings the schema from user_version i to i + 1.  Never edit a shipped one.
@@ -131,8 +191,37 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE TABLE seen_events (event_id TEXT PRIMARY KEY, created_at INTEGER NOT NULL) WITHOUT ROWID",
         "CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
     ),
+    (
+        """CREATE TABLE recharges (
+            request_id              TEXT PRIMARY KEY CHECK (length(request_id) > 0),
+            author                  TEXT NOT NULL,
+            state                   TEXT NOT NULL CHECK
+                                    (state IN ('pending', 'submitted', 'granted', 'failed', 'answered')),
+            payload                 TEXT,
+            user                    TEXT,
+            nonce                   INTEGER CHECK (nonce >= 0),
+            amount_lamports         INTEGER CHECK (amount_lamports > 0),
+            tokens                  INTEGER CHECK (tokens > 0),
+            signature               TEXT UNIQUE,
+            last_valid_block_height INTEGER,
+            tx_bytes                BLOB,
+            error_code              TEXT,
+            error_message           TEXT,
+            created_at              INTEGER NOT NULL,
+            updated_at              INTEGER NOT NULL,
+            CHECK (state NOT IN ('pending', 'submitted', 'granted')
+                   OR (user IS NOT NULL AND nonce IS NOT NULL AND amount_lamports IS NOT NULL
+                       AND tokens IS NOT NULL AND payload IS NOT NULL)),
+            CHECK (state NOT IN ('submitted', 'granted')
+                   OR (signature IS NOT NULL AND last_valid_block_height IS NOT NULL)),
+            CHECK (state <> 'failed' OR error_code IS NOT NULL)
+        )""",
+        "CREATE INDEX recharges_unfinished ON recharges (created_at) WHERE state IN ('pending', 'submitted')",
+    ),
 )
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
+#: The ledger's file name inside ``device.state_dir``.
+LEDGER_FILE: Final = "ledger.sqlite3"
 
 _MIN_SQLITE: Final = (3, 24, 0)
 _CURSOR: Final = "relay_cursor"
@@ -228,18 +317,7 @@ class Ledger:
         _optional_text("event_id", event_id)
         rows = self._outbox_rows(outbox)
         with self._write() as conn:
-            inserted = conn.execute(
-                "INSERT INTO ops (key, user, delta, kind, event_id, created_at)"
-                " VALUES (?, ?, ?, 'grant', ?, ?) ON CONFLICT (key) DO NOTHING",
-                (key, user, tokens, event_id, self._now()),
-            ).rowcount
-            if not inserted:
-                prior = conn.execute("SELECT user, delta, kind FROM ops WHERE key = ?", (key,)).fetchone()
-                if tuple(prior) != (user, tokens, "grant"):
-                    raise LedgerError(
-                        f"key {key!r} was already applied as {prior[2]} of {prior[1]} for {prior[0]}",
-                        code="idempotency_conflict",
-                    )
+            if not self._apply_grant(conn, key, user, tokens, event_id):
                 return False
             self._insert_outbox(conn, rows)
         return True
@@ -250,6 +328,22 @@ class Ledger:
             total = self._total(user)
             reserved = self._reserved.get(user, 0)
         return Balance(total=total, reserved=reserved, available=max(0, total - reserved))
+
+    def totals(self) -> dict[str, int]:
+        """Every user's total (Σ ops), for comparisons such as ``xephy-device ledger rebuild``."""
+        with self._lock:
+            return {str(u): int(t) for u, t in self._query("SELECT user, total FROM balances ORDER BY user")}
+
+    def activity_since(self, since: int) -> Activity:
+        """Users served and tokens granted/debited by ops created at or after ``since`` (unix seconds)."""
+        with self._lock:
+            ((users, granted, debited),) = self._query(
+                "SELECT COUNT(DISTINCT user), COALESCE(SUM(CASE WHEN delta > 0 THEN delta END), 0),"
+                " COALESCE(-SUM(CASE WHEN delta < 0 THEN delta END), 0) FROM ops"
+                " WHERE created_at >= ? AND kind IN ('grant', 'debit')",
+                since,
+            )
+        return Activity(users=int(users), tokens_granted=int(granted), tokens_debited=int(debited))
 
     def reserve(self, user: str, n: int, *, key: str) -> Reservation:
         """Hold ``n`` tokens of ``user``'s available balance for the debit that will be keyed ``key``."""
@@ -351,6 +445,187 @@ class Ledger:
                 ).rowcount
                 > 0
             )
+
+    # ---------------------------------------------------------------------------------------- recharges
+    def recharge(self, request_id: str) -> RechargeRow | None:
+        """The row of ``request_id``, or None when that Request was never recorded."""
+        _require_text("request_id", request_id)
+        rows = self._query(f"SELECT {_RECHARGE_COLUMNS} FROM recharges WHERE request_id = ?", request_id)
+        return _recharge_row(rows[0]) if rows else None
+
+    def begin_recharge(
+        self,
+        request_id: str,
+        *,
+        author: str,
+        user: str,
+        nonce: int,
+        amount_lamports: int,
+        tokens: int,
+        payload: str,
+    ) -> RechargeRow:
+        """Record a validated Request as ``pending``; for a known ``request_id`` return its row unchanged."""
+        for name, value in (("request_id", request_id), ("author", author), ("user", user)):
+            _require_text(name, value)
+        _count(nonce, "nonce")
+        if _count(amount_lamports, "amount_lamports") == 0 or _count(tokens, "tokens") == 0:
+            raise LedgerError("a recharge must be at least 1 lamport and 1 token", code="invalid_amount")
+        _require_text("payload", payload)
+        now = self._now()
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO recharges (request_id, author, state, payload, user, nonce, amount_lamports,"
+                " tokens, created_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (request_id) DO NOTHING",
+                (request_id, author, payload, user, nonce, amount_lamports, tokens, now, now),
+            )
+            return self._recharge_in(conn, request_id)
+
+    def record_submission(
+        self, request_id: str, signature: str, last_valid_block_height: int, tx_bytes: bytes
+    ) -> RechargeRow:
+        """``pending`` → ``submitted`` with the signed transaction; call it BEFORE sending the transaction.
+
+        Recording the same signature again is a no-op; a different signature for a request that already has
+        one raises ``idempotency_conflict`` (two transactions for one Request could both land).  Any state
+        other than ``pending``/``submitted`` raises ``recharge_state_invalid``.
+        """
+        _require_text("request_id", request_id)
+        _require_text("signature", signature)
+        _count(last_valid_block_height, "last_valid_block_height")
+        if not isinstance(tx_bytes, bytes) or not tx_bytes:
+            raise LedgerError("tx_bytes must be non-empty bytes", code="argument_invalid")
+        with self._write() as conn:
+            row = self._recharge_in(conn, request_id)
+            if row.state is RechargeState.SUBMITTED:
+                if row.signature != signature:
+                    raise LedgerError(
+                        f"recharge {request_id} was already submitted as {row.signature}",
+                        code="idempotency_conflict",
+                    )
+                return row
+            _require_state(row, RechargeState.PENDING)
+            conn.execute(
+                "UPDATE recharges SET state = 'submitted', signature = ?, last_valid_block_height = ?,"
+                " tx_bytes = ?, updated_at = ? WHERE request_id = ?",
+                (signature, last_valid_block_height, tx_bytes, self._now(), request_id),
+            )
+            return self._recharge_in(conn, request_id)
+
+    def complete_recharge(
+        self,
+        request_id: str,
+        *,
+        grant_key: str,
+        user: str,
+        tokens: int,
+        event_id: str | None,
+        outbox: Iterable[OutboxEvent],
+    ) -> bool:
+        """In ONE transaction: the grant op, its outbox events, and the row → ``granted``.
+
+        Returns False, writing nothing, when the row is already ``granted``.  The row must be ``submitted``
+        (its ``pay`` landed) with the same user and tokens, else ``recharge_state_invalid`` /
+        ``idempotency_conflict``.
+        """
+        _require_text("request_id", request_id)
+        _require_text("grant_key", grant_key)
+        _require_text("user", user)
+        if _count(tokens, "tokens") == 0:
+            raise LedgerError("a grant must be at least 1 token", code="invalid_amount")
+        _optional_text("event_id", event_id)
+        rows = self._outbox_rows(outbox)
+        with self._write() as conn:
+            row = self._recharge_in(conn, request_id)
+            if row.state is RechargeState.GRANTED:
+                return False
+            _require_state(row, RechargeState.SUBMITTED)
+            if (row.user, row.tokens) != (user, tokens):
+                raise LedgerError(
+                    f"recharge {request_id} is for {row.tokens} tokens to {row.user}, not {tokens} to {user}",
+                    code="idempotency_conflict",
+                )
+            self._apply_grant(conn, grant_key, user, tokens, event_id)
+            self._insert_outbox(conn, rows)
+            conn.execute(
+                "UPDATE recharges SET state = 'granted', updated_at = ? WHERE request_id = ?",
+                (self._now(), request_id),
+            )
+        return True
+
+    def fail_recharge(
+        self,
+        request_id: str,
+        code: str,
+        message: str,
+        *,
+        outbox: Iterable[OutboxEvent],
+        author: str | None = None,
+        payload: str | None = None,
+    ) -> bool:
+        """In ONE transaction: the row → ``failed`` with ``code``/``message``, and the refusal reply.
+
+        A request never recorded (refused before :meth:`begin_recharge`) gets a new ``failed`` row; then
+        ``author`` is required and ``payload`` is kept if given.  Returns False, writing nothing, when the
+        request is already finished (``failed``, ``granted`` or ``answered``): a grant is never undone.
+        """
+        _require_text("request_id", request_id)
+        _require_text("code", code)
+        _require_text("message", message)
+        _optional_text("author", author)
+        rows = self._outbox_rows(outbox)
+        now = self._now()
+        with self._write() as conn:
+            found = conn.execute("SELECT state FROM recharges WHERE request_id = ?", (request_id,)).fetchone()
+            if found is None:
+                if author is None:
+                    raise LedgerError(
+                        f"recharge {request_id} is unknown; pass author to record its refusal",
+                        code="recharge_not_found",
+                    )
+                conn.execute(
+                    "INSERT INTO recharges (request_id, author, state, payload, error_code, error_message,"
+                    " created_at, updated_at) VALUES (?, ?, 'failed', ?, ?, ?, ?, ?)",
+                    (request_id, author, payload, code, message, now, now),
+                )
+            elif RechargeState(found[0]).finished:
+                return False
+            else:
+                conn.execute(
+                    "UPDATE recharges SET state = 'failed', error_code = ?, error_message = ?, updated_at = ?"
+                    " WHERE request_id = ?",
+                    (code, message, now, request_id),
+                )
+            self._insert_outbox(conn, rows)
+        return True
+
+    def answer_request(
+        self, request_id: str, *, author: str, payload: str | None, outbox: Iterable[OutboxEvent]
+    ) -> bool:
+        """Record a request acknowledged without any charge (``answered``) with its reply, in ONE
+        transaction.  False, writing nothing, when ``request_id`` is already recorded."""
+        _require_text("request_id", request_id)
+        _require_text("author", author)
+        rows = self._outbox_rows(outbox)
+        now = self._now()
+        with self._write() as conn:
+            inserted = conn.execute(
+                "INSERT INTO recharges (request_id, author, state, payload, created_at, updated_at)"
+                " VALUES (?, ?, 'answered', ?, ?, ?) ON CONFLICT (request_id) DO NOTHING",
+                (request_id, author, payload, now, now),
+            ).rowcount
+            if not inserted:
+                return False
+            self._insert_outbox(conn, rows)
+        return True
+
+    def unfinished_recharges(self) -> list[RechargeRow]:
+        """Rows still ``pending`` or ``submitted``, oldest first: what a restart must resume."""
+        rows = self._query(
+            f"SELECT {_RECHARGE_COLUMNS} FROM recharges WHERE state IN ('pending', 'submitted')"
+            " ORDER BY created_at, rowid"
+        )
+        return [_recharge_row(r) for r in rows]
 
     # ------------------------------------------------------------------------------ incoming events
     def remember_event(self, event_id: str, created_at: int) -> bool:
@@ -490,6 +765,34 @@ class Ledger:
         now = self._now()
         return [(_checked_event(e), e.event_json, now) for e in events]
 
+    def _apply_grant(
+        self, conn: sqlite3.Connection, key: str, user: str, tokens: int, event_id: str | None
+    ) -> bool:
+        """Insert the grant op inside the caller's transaction; False if ``key`` already holds this grant."""
+        inserted = conn.execute(
+            "INSERT INTO ops (key, user, delta, kind, event_id, created_at)"
+            " VALUES (?, ?, ?, 'grant', ?, ?) ON CONFLICT (key) DO NOTHING",
+            (key, user, tokens, event_id, self._now()),
+        ).rowcount
+        if not inserted:
+            prior = conn.execute("SELECT user, delta, kind FROM ops WHERE key = ?", (key,)).fetchone()
+            if tuple(prior) != (user, tokens, "grant"):
+                raise LedgerError(
+                    f"key {key!r} was already applied as {prior[2]} of {prior[1]} for {prior[0]}",
+                    code="idempotency_conflict",
+                )
+            return False
+        return True
+
+    @staticmethod
+    def _recharge_in(conn: sqlite3.Connection, request_id: str) -> RechargeRow:
+        row = conn.execute(
+            f"SELECT {_RECHARGE_COLUMNS} FROM recharges WHERE request_id = ?", (request_id,)
+        ).fetchone()
+        if row is None:
+            raise LedgerError(f"recharge {request_id} is unknown", code="recharge_not_found")
+        return _recharge_row(row)
+
     @staticmethod
     def _insert_outbox(conn: sqlite3.Connection, rows: list[tuple[str, str, int]]) -> int:
         before = conn.total_changes
@@ -501,6 +804,39 @@ class Ledger:
 
 
 # ------------------------------------------------------------------------------------------ helpers
+_RECHARGE_COLUMNS: Final = (
+    "request_id, author, state, payload, user, nonce, amount_lamports, tokens, signature,"
+    " last_valid_block_height, tx_bytes, error_code, error_message, created_at, updated_at"
+)
+
+
+def _recharge_row(row: Any) -> RechargeRow:
+    return RechargeRow(
+        request_id=row[0],
+        author=row[1],
+        state=RechargeState(row[2]),
+        payload=row[3],
+        user=row[4],
+        nonce=row[5],
+        amount_lamports=row[6],
+        tokens=row[7],
+        signature=row[8],
+        last_valid_block_height=row[9],
+        tx_bytes=None if row[10] is None else bytes(row[10]),
+        error_code=row[11],
+        error_message=row[12],
+        created_at=row[13],
+        updated_at=row[14],
+    )
+
+
+def _require_state(row: RechargeRow, wanted: RechargeState) -> None:
+    if row.state is not wanted:
+        raise LedgerError(
+            f"recharge {row.request_id} is {row.state}, expected {wanted}", code="recharge_state_invalid"
+        )
+
+
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:
     (version,) = conn.execute("PRAGMA user_version").fetchone()
     if version == SCHEMA_VERSION:

@@ -41,6 +41,7 @@ from typing import Any
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
+from device.chat.cli import add_token_action
 from device.config import Config
 from device.endpoints import Endpoints
 from device.errors import DeviceError
@@ -583,6 +584,7 @@ def add_user_commands(
         "user", help="user side: keypair, register, deposit/withdraw, balance, sign an authorization"
     )
     actions = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    add_token_action(actions, offline)
 
     actions.add_parser(
         "keygen", parents=offline, help="create a new user keypair file (mode 0600; never overwrites)"

@@ -13,13 +13,15 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-pytest_plugins = ["tests.fixtures.hardware", "tests.fixtures.model"]
-
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile(
     "long", deadline=None, max_examples=20_000, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+# Shared fixtures: real relays (in-process and subprocess), Nostr peers, a scripted relay;
+# mock GPIO pins and a pty display; tiny GGUF models written at test time.
+pytest_plugins = ["tests.fixtures.relay", "tests.fixtures.hardware", "tests.fixtures.model"]
 
 
 @pytest.fixture

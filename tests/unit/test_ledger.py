@@ -599,3 +599,24 @@ def test_storage_errors_keep_the_reservation_held(ledger: Ledger) -> None:
     conn.execute("PRAGMA query_only = OFF")
     assert ledger.commit(res, 10) == 10
     assert ledger.balance(ALICE) == Balance(90, 0, 90)
+
+
+def test_totals_lists_every_user_with_ops(tmp_path: Path) -> None:
+    with Ledger.open(tmp_path / "l.sqlite3") as led:
+        led.grant("g1", "alice", 10)
+        led.grant("g2", "bob", 5)
+        res = led.reserve("bob", 3, key="d1")
+        led.commit(res, 2)
+        assert led.totals() == {"alice": 10, "bob": 3}
+
+
+def test_activity_since_counts_grants_debits_and_users_after_the_cut(tmp_path: Path) -> None:
+    now = [1_000.0]
+    with Ledger.open(tmp_path / "l.sqlite3", clock=lambda: now[0]) as led:
+        led.grant("old", "carol", 99)
+        now[0] = 2_000.0
+        led.grant("g1", "alice", 10)
+        led.commit(led.reserve("alice", 4, key="d1"), 4)
+        led.grant("g2", "bob", 5)
+        activity = led.activity_since(1_500)
+    assert (activity.users, activity.tokens_granted, activity.tokens_debited) == (2, 15, 4)

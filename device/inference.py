@@ -1,0 +1,427 @@
+"""The inference worker: one thread owns the ``llama_cpp.Llama``; async callers submit jobs to it.
+
+llama.cpp must never be entered from two threads at once (it aborts or segfaults,
+``device-stack.md`` §C.8), so every call that touches the model -- loading, tokenizing,
+generating -- runs on a single-thread executor.  Jobs queue in FIFO order.
+
+Metering needs exact numbers, so generation is our own loop over ``Llama.generate()``
+(§C.2) rather than ``create_chat_completion``:
+
+* :meth:`Engine.prompt_tokens` renders the messages with the GGUF's own chat template and
+  tokenizes them *before* any compute, so the balance check comes first;
+* :meth:`Engine.generate` returns a :class:`Generation`, an async iterator of text deltas;
+  every sampled token is counted once (the end-of-generation token is not, as in llama.cpp's
+  own ``usage``), and generation stops on ``max_tokens``, a stop string, end of generation,
+  the token ``budget`` running out, or :meth:`Generation.cancel` -- the worker checks the cancel
+  flag before every token, so it is free again within one token.
+
+Follow-up turns reuse the KV cache: ``generate()`` keeps the longest common prefix of the new
+prompt and what the context already holds, and evaluates only the rest (reported as
+``cached_tokens``).
+
+This module is the only place that imports ``llama_cpp`` (it is untyped; :class:`_Model` wraps it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import concurrent.futures
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Final
+
+from device.config import LlmConfig, resolve_model_path
+from device.errors import DeviceError
+
+__all__ = [
+    "ChatMessage",
+    "Engine",
+    "FinishReason",
+    "Generation",
+    "GenerationResult",
+    "InferenceError",
+    "SamplingParams",
+]
+
+#: How many produced-but-unread deltas the worker may run ahead of its consumer.
+_WINDOW: Final = 64
+#: How often a worker blocked on a slow consumer looks at the cancel flag (seconds).
+_POLL_S: Final = 0.05
+
+
+class InferenceError(DeviceError):
+    """The model could not be loaded or failed while generating."""
+
+    code = "inference_failed"
+
+
+class FinishReason(StrEnum):
+    """Why a generation ended."""
+
+    STOP = "stop"  # end of generation token or a stop string
+    LENGTH = "length"  # max_tokens or the end of the context window
+    BUDGET = "budget"  # the reserved tokens ran out
+    CANCELLED = "cancelled"  # the caller went away
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One message of a conversation (``role`` is system, user or assistant)."""
+
+    role: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """Sampling settings; ``temperature`` 0 is greedy."""
+
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationResult:
+    """The exact outcome of one generation.
+
+    ``completion_tokens`` counts every token sampled (delivered or not, stop-string tokens included;
+    the end-of-generation token excluded).  ``prompt_evaluated`` is False only when the generation was
+    cancelled or failed before the model computed anything, which is the one case nothing is owed.
+    """
+
+    completion_tokens: int
+    finish_reason: FinishReason
+    prompt_evaluated: bool
+    cached_tokens: int
+    error: str | None = None
+
+
+class _Model:
+    """The typed wrapper around one ``llama_cpp.Llama``.  Use only from the worker thread."""
+
+    def __init__(self, path: Path, *, n_ctx: int, n_threads: int) -> None:
+        import llama_cpp
+
+        self._lib: Any = llama_cpp
+        try:
+            self._llm: Any = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=n_threads,
+                n_threads_batch=n_threads,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise InferenceError(f"cannot load model {path}: {exc}", code="model_load_failed") from exc
+        template = self._llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise InferenceError(
+                f"{path} has no tokenizer.chat_template; a chat model is required", code="model_load_failed"
+            )
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        model = self._llm._model
+        self._formatter: Any = Jinja2ChatFormatter(
+            template=template,
+            eos_token=model.token_get_text(self._llm.token_eos()),
+            bos_token=model.token_get_text(self._llm.token_bos()),
+        )
+        self._vocab: Any = model.vocab
+        self.n_ctx = int(self._llm.n_ctx())
+
+    def chat_tokens(self, messages: Sequence[ChatMessage]) -> list[int]:
+        """Render ``messages`` with the GGUF chat template (plus the generation prompt) and tokenize."""
+        rendered = self._formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
+        return list(
+            self._llm.tokenize(
+                rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True
+            )
+        )
+
+    def cached_prefix(self, prompt: Sequence[int]) -> int:
+        """How many leading prompt tokens the KV cache already holds (at most ``len(prompt) - 1``)."""
+        held = self._llm._input_ids[: self._llm.n_tokens]
+        n = 0
+        for a, b in zip(held, prompt, strict=False):
+            if int(a) != b:
+                break
+            n += 1
+        return min(n, max(len(prompt) - 1, 0))
+
+    def tokens(self, prompt: Sequence[int], params: SamplingParams) -> Any:
+        """The raw token generator of ``Llama.generate`` (a generator; close it when done)."""
+        if params.seed is not None:
+            self._llm.set_seed(params.seed)
+        return self._llm.generate(
+            list(prompt),
+            temp=params.temperature,
+            top_p=params.top_p,
+            top_k=params.top_k,
+            min_p=params.min_p,
+        )
+
+    def is_end(self, token: int) -> bool:
+        """True for end-of-generation tokens (EOS, end of turn)."""
+        return bool(self._lib.llama_vocab_is_eog(self._vocab, token))
+
+    def piece(self, token: int) -> bytes:
+        """The bytes of one token."""
+        return bytes(self._llm.detokenize([token]))
+
+    def close(self) -> None:
+        """Free the model and context."""
+        self._llm.close()
+
+
+class _StopMatcher:
+    """Turns decoded text into deltas, holding back text that may start a stop string."""
+
+    def __init__(self, stop: Sequence[str]) -> None:
+        self._stop = [s for s in stop if s]
+        self._pending = ""
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """Add ``text``; return (text safe to emit, whether a stop string was completed)."""
+        self._pending += text
+        if not self._stop:
+            out, self._pending = self._pending, ""
+            return out, False
+        hits = [i for i in (self._pending.find(s) for s in self._stop) if i >= 0]
+        if hits:
+            out = self._pending[: min(hits)]
+            self._pending = ""
+            return out, True
+        keep = 0
+        for s in self._stop:
+            for k in range(min(len(s) - 1, len(self._pending)), 0, -1):
+                if self._pending.endswith(s[:k]):
+                    keep = max(keep, k)
+                    break
+        cut = len(self._pending) - keep
+        out, self._pending = self._pending[:cut], self._pending[cut:]
+        return out, False
+
+    def flush(self) -> str:
+        """Text held back when generation ended without completing a stop string."""
+        out, self._pending = self._pending, ""
+        return out
+
+
+class Generation:
+    """One running generation: iterate it for text deltas, then read :attr:`result`.
+
+    Leaving the iteration early (``break``, an exception, a client disconnect) must be followed by
+    :meth:`aclose`, which cancels the worker and waits for its exact count.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._deltas: asyncio.Queue[str | GenerationResult] = asyncio.Queue()
+        self._credits = threading.Semaphore(_WINDOW)
+        self._cancel = threading.Event()
+        self._result: GenerationResult | None = None
+
+    # ------------------------------------------------------------------ consumer side (event loop)
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[str]:
+        while self._result is None:
+            item = await self._deltas.get()
+            self._credits.release()
+            if isinstance(item, GenerationResult):
+                self._result = item
+                return
+            yield item
+
+    def cancel(self) -> None:
+        """Ask the worker to stop before its next token."""
+        self._cancel.set()
+
+    async def aclose(self) -> GenerationResult:
+        """Cancel if still running, wait for the worker to finish, and return the exact result."""
+        if self._result is None:
+            self._cancel.set()
+            while self._result is None:
+                item = await self._deltas.get()
+                self._credits.release()
+                if isinstance(item, GenerationResult):
+                    self._result = item
+        return self._result
+
+    @property
+    def result(self) -> GenerationResult:
+        """The outcome; available once iteration ended or :meth:`aclose` returned."""
+        if self._result is None:
+            raise RuntimeError("generation still running")
+        return self._result
+
+    # -------------------------------------------------------------------- producer side (worker)
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def emit(self, item: str | GenerationResult) -> None:
+        """Hand ``item`` to the consumer; waits while the consumer is far behind, unless cancelled."""
+        if isinstance(item, str):
+            while not self._credits.acquire(timeout=_POLL_S):
+                if self._cancel.is_set():
+                    return  # nobody reads deltas any more; the result is what matters
+        else:
+            self._credits.acquire(blocking=False)
+        self._loop.call_soon_threadsafe(self._deltas.put_nowait, item)
+
+
+class Engine:
+    """The model and its one worker thread.  Create with :meth:`from_config` or the constructor,
+    then ``await start()``; ``await close()`` when done."""
+
+    def __init__(self, model_path: Path, *, n_ctx: int, n_threads: int) -> None:
+        self.model_path = model_path
+        self._n_ctx_requested = n_ctx
+        self._n_threads = n_threads
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self._model: _Model | None = None
+
+    @classmethod
+    def from_config(cls, cfg: LlmConfig) -> Engine:
+        """An engine for ``llm.model_path`` (or the SmolLM2 wheel), ``n_ctx`` and threads from ``cfg``."""
+        return cls(resolve_model_path(cfg), n_ctx=cfg.n_ctx, n_threads=cfg.effective_threads())
+
+    @property
+    def model_name(self) -> str:
+        """The model id shown to clients: the GGUF file name without ``.gguf``."""
+        return self.model_path.stem
+
+    @property
+    def n_ctx(self) -> int:
+        """The context window actually allocated (llama.cpp rounds up to a multiple of 256)."""
+        return self._loaded().n_ctx
+
+    async def start(self) -> None:
+        """Load the model on the worker thread."""
+        if self._model is None:
+            self._model = await self._run(
+                lambda: _Model(self.model_path, n_ctx=self._n_ctx_requested, n_threads=self._n_threads)
+            )
+
+    async def close(self) -> None:
+        """Free the model after queued jobs finish; stop the worker thread."""
+        model, self._model = self._model, None
+        if model is not None:
+            await self._run(model.close)
+        self._executor.shutdown(wait=False)
+
+    async def prompt_tokens(self, messages: Sequence[ChatMessage]) -> list[int]:
+        """The prompt exactly as :meth:`generate` will see it (chat template + generation prompt)."""
+        model = self._loaded()
+        try:
+            tokens: list[int] = await self._run(lambda: model.chat_tokens(messages))
+            return tokens
+        except DeviceError:
+            raise
+        except Exception as exc:  # jinja2 template errors, tokenizer failures
+            raise InferenceError(f"cannot render the chat template: {exc}", code="bad_request") from exc
+
+    def generate(
+        self,
+        prompt: Sequence[int],
+        *,
+        max_tokens: int,
+        budget: int,
+        stop: Sequence[str] = (),
+        params: SamplingParams = SamplingParams(),
+    ) -> Generation:
+        """Start generating after ``prompt``; at most ``min(max_tokens, budget)`` tokens.
+
+        Reaching ``max_tokens`` (or the context end) finishes with ``length``; reaching ``budget``
+        first finishes with ``budget``.
+        """
+        model = self._loaded()
+        generation = Generation(asyncio.get_running_loop())
+        limit = min(max_tokens, self.n_ctx - len(prompt))
+        self._executor.submit(_run_generation, model, generation, list(prompt), limit, budget, stop, params)
+        return generation
+
+    def _loaded(self) -> _Model:
+        if self._model is None:
+            raise InferenceError("the model is not loaded", code="model_not_loaded")
+        return self._model
+
+    async def _run(self, fn: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+
+def _run_generation(
+    model: _Model,
+    gen: Generation,
+    prompt: list[int],
+    limit: int,
+    budget: int,
+    stop: Sequence[str],
+    params: SamplingParams,
+) -> None:
+    """The metered loop (worker thread).  Always ends by emitting one :class:`GenerationResult`."""
+    produced = 0
+    evaluated = False
+    cached = 0
+    reason = FinishReason.LENGTH
+    error: str | None = None
+    matcher = _StopMatcher(stop)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    tokens: Any = None
+    try:
+        if gen.cancelled:
+            reason = FinishReason.CANCELLED
+        elif limit <= 0 or budget <= 0:
+            reason = FinishReason.BUDGET if budget <= 0 else FinishReason.LENGTH
+        else:
+            cached = model.cached_prefix(prompt)
+            tokens = model.tokens(prompt, params)
+            for token in tokens:
+                evaluated = True
+                if model.is_end(token):
+                    reason = FinishReason.STOP
+                    break
+                produced += 1
+                text, hit = matcher.feed(decoder.decode(model.piece(token)))
+                if text:
+                    gen.emit(text)
+                if hit:
+                    reason = FinishReason.STOP
+                    break
+                if produced >= budget and budget < limit:
+                    reason = FinishReason.BUDGET
+                    break
+                if produced >= limit:
+                    reason = FinishReason.LENGTH
+                    break
+                if gen.cancelled:
+                    reason = FinishReason.CANCELLED
+                    break
+            tail = matcher.flush() + decoder.decode(b"", final=True)  # empty after a stop string
+            if tail and reason is not FinishReason.CANCELLED:
+                gen.emit(tail)
+    except Exception as exc:  # llama.cpp failures surface here; the caller gets an exact count anyway
+        error = f"{type(exc).__name__}: {exc}"
+    finally:
+        if tokens is not None:
+            with contextlib.suppress(Exception):
+                tokens.close()
+        gen.emit(
+            GenerationResult(
+                completion_tokens=produced,
+                finish_reason=reason,
+                prompt_evaluated=evaluated,
+                cached_tokens=cached,
+                error=error,
+            )
+        )

@@ -1,0 +1,824 @@
+"""The relay link: receives this machine's kind-1573 events and publishes the ledger's outbox.
+
+Receiving
+---------
+One raw NIP-01 subscription per relay: ``{"kinds":[1573], "#s":[session], "#p":[machine],
+"since": cursor − overlap, "limit": page}`` — no ``authors`` (users publish with throw-away keys).
+It is sent on start and again after every reconnect, from the ledger cursor as it is *then*, so
+events published while the device was down or disconnected are still delivered.
+
+* Catch-up: the stored events a subscription returns (paged backwards with ``until`` while a page
+  brings older events, because relays cap how many a REQ returns) are collected until EOSE and
+  delivered oldest first; after that, live events are delivered in arrival order.  Each relay has its
+  own worker, so one relay's events are handed over one at a time; relays run side by side.
+* Every event is checked — id and signature (``Event.verify``), then kind, ``s`` and ``p`` with
+  :func:`device.protocol.read_routing` against our session and machine — before ``on_event``.
+* Repeats (several relays, re-subscriptions) are dropped by event id with a bounded in-memory set.
+  The durable dedupe is the consumer's: this link never calls ``ledger.remember_event``.
+* After ``on_event`` returns, the ledger cursor advances (never past ``clock()``, so an event dated in
+  the future cannot make the device deaf).  While a catch-up or another relay's event is still being
+  handled the cursor is held below it, so a crash never moves it past an event not yet handled.
+  If ``on_event`` raises, the error is logged (``relay_handler_failed``), the event is forgotten by
+  the in-memory dedupe (a later copy is handed over again) and the cursor does not move for it.
+
+Connection state
+----------------
+``CONNECTING → READY`` once at least one relay is connected and subscribed; ``READY → BACKING_OFF`` when
+none is left; ``BACKING_OFF → CONNECTING`` after a capped exponential delay with jitter; ``STOPPED``
+after :meth:`RelayLink.stop`.  Every ``probe_interval`` each connected relay must answer a trivial REQ
+(``ids:[0…0]``) with EOSE within ``probe_timeout`` — a half-open socket that still looks connected is
+dropped and reconnected.  While READY, relays that are down are retried on their own backoff.
+
+Publishing
+----------
+Only rows of the ledger outbox are published, by :class:`device.relay.outbox.OutboxPublisher`: oldest
+first, one at a time, the stored JSON (never re-signed), to every connected relay; the first ``OK``
+acks the row.  Failures are retried with backoff; a refused row is parked so it cannot block the rest.
+
+Log lines carry the stable codes of :mod:`device.relay.codes` (docs/errors.md, "Relay link").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import itertools
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Final
+
+from nostr_sdk import (
+    ClientBuilder,
+    ClientMessage,
+    EventId,
+    Filter,
+    Kind,
+    RelayOptions,
+    RelayStatus,
+    RelayUrl,
+    SendEventTarget,
+    SingleLetterTag,
+    Timestamp,
+)
+
+from device.ledger import Ledger, LedgerError
+from device.protocol import KIND, ProtocolError, read_routing
+from device.relay.backoff import Backoff
+from device.relay.codes import (
+    RELAY_CALLBACK_FAILED,
+    RELAY_CATCHUP_INCOMPLETE,
+    RELAY_CONNECTED,
+    RELAY_CURSOR_FAILED,
+    RELAY_EVENT_FOREIGN,
+    RELAY_EVENT_INVALID,
+    RELAY_HANDLER_FAILED,
+    RELAY_RECONNECTED,
+    RELAY_SUBSCRIBE_REFUSED,
+    RELAY_UNREACHABLE,
+)
+from device.relay.outbox import OutboxPublisher, SendOutcome, wait_event
+from device.state import LinkStatus
+
+__all__ = ["DEFAULT_BACKOFF", "REFUSED_BACKOFF", "IncomingEvent", "RelayLink"]
+
+log = logging.getLogger("device.relay")
+
+_NO_MATCH_ID: Final = "0" * 64  # the probe's filter matches no event: the answer is a bare EOSE
+_S: Final = SingleLetterTag.from_byte(ord("s"))
+_P: Final = SingleLetterTag.from_byte(ord("p"))
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingEvent:
+    """A verified kind-1573 event addressed to our session and machine, as a relay delivered it."""
+
+    event_id: str
+    author: str
+    created_at: int
+    kind: int
+    tags: tuple[tuple[str, ...], ...]
+    content: str
+    relay_url: str  # as configured
+
+
+DEFAULT_BACKOFF: Final = Backoff()
+"""Reconnect and publish-retry delays: 0.5 s doubling up to 30 s."""
+REFUSED_BACKOFF: Final = Backoff(initial=60.0, cap=3600.0)
+"""Retry delays for an outbox event a relay refused: 1 min doubling up to 1 h."""
+
+
+# ------------------------------------------------------------------------------------------ internals
+@dataclass(slots=True)
+class _Reset:
+    """Worker instruction: a new subscription ``sub_id`` was sent; collect its catch-up."""
+
+    sub_id: str
+    since: int
+    hold: int
+
+
+@dataclass(slots=True)
+class _Down:
+    """Worker instruction: the connection is gone; abandon an unfinished catch-up."""
+
+
+@dataclass(slots=True)
+class _Slot:
+    """One configured relay: its SDK handle, connection bookkeeping and event worker."""
+
+    name: str
+    url: Any  # nostr_sdk.RelayUrl
+    relay: Any = None  # nostr_sdk.Relay
+    live: bool = False
+    ever_live: bool = False
+    failures: int = 0
+    next_attempt: float = 0.0
+    queue: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
+    worker: asyncio.Task[None] | None = None
+    # catch-up state, touched by the worker only
+    sub_id: str | None = None
+    since: int = 0
+    catching_up: bool = False
+    catchup_hold: int | None = None
+    buffer: dict[str, Any] = field(default_factory=dict)
+    page_id: str | None = None
+    page_count: int = 0
+    page_oldest: int | None = None
+    oldest: float = math.inf
+    pages: int = 0
+
+
+class RelayLink:
+    """The device's connection to its Nostr relays: subscription, delivery, and the outbox publisher."""
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        ledger: Ledger,
+        session: str,
+        machine_pubkey: str,
+        on_event: Callable[[IncomingEvent], Awaitable[None]],
+        on_state: Callable[[LinkStatus], None] = lambda _status: None,
+        overlap_seconds: int = 600,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        probe_interval: float = 10.0,
+        clock: Callable[[], float] = time.time,
+        # additions to the agreed interface (all optional)
+        probe_timeout: float = 5.0,
+        connect_timeout: float = 5.0,
+        publish_timeout: float = 10.0,
+        refused_backoff: Backoff = REFUSED_BACKOFF,
+        stuck_after: int = 5,
+        page_limit: int = 250,
+        seen_capacity: int = 10_000,
+        drain_timeout: float = 5.0,
+    ) -> None:
+        names = list(dict.fromkeys(u.strip() for u in urls))
+        if not names:
+            raise ValueError("RelayLink needs at least one relay URL")
+        for name in names:
+            try:
+                RelayUrl.parse(name)
+            except Exception as exc:  # nostr_sdk's own error class
+                raise ValueError(f"invalid relay URL {name!r}: {exc}") from exc
+        self._urls = names
+        self._ledger = ledger
+        self._session = session
+        self._machine = machine_pubkey
+        self._on_event = on_event
+        self._on_state = on_state
+        self._overlap = int(overlap_seconds)
+        self._backoff = backoff
+        self._probe_interval = probe_interval
+        self._clock = clock
+        self._probe_timeout = probe_timeout
+        self._connect_timeout = connect_timeout
+        self._publish_timeout = publish_timeout
+        self._page_limit = max(1, page_limit)
+        self._seen_capacity = max(1, seen_capacity)
+        self._drain_timeout = drain_timeout
+
+        self._state = LinkStatus.STOPPED
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: Any = None
+        self._stream: Any = None
+        self._slots: list[_Slot] = []
+        self._by_url: dict[str, _Slot] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._reader: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._ids = itertools.count(1)
+        self._probes: dict[str, asyncio.Future[str | None]] = {}
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._holds: dict[int, int] = {}
+        self._hold_ids = itertools.count(1)
+        self._max_handled: int | None = None
+        self._cursor_written: int | None = None
+        self._cursor_lock: asyncio.Lock | None = None
+        self._ready: asyncio.Event | None = None
+        self._supervisor_wake: asyncio.Event | None = None
+        self._publisher = OutboxPublisher(
+            ledger,
+            self._send,
+            backoff=backoff,
+            refused_backoff=refused_backoff,
+            stuck_after=stuck_after,
+            idle_poll=probe_interval,
+            on_unanswered=self._wake_supervisor,
+        )
+
+    # ------------------------------------------------------------------------------------ public API
+    @property
+    def state(self) -> LinkStatus:
+        """The link's connection state."""
+        return self._state
+
+    @property
+    def relay_urls(self) -> tuple[str, ...]:
+        """The configured relay URLs (repeats removed)."""
+        return tuple(self._urls)
+
+    @property
+    def connected_relays(self) -> tuple[str, ...]:
+        """The relays currently connected and subscribed."""
+        return tuple(s.name for s in self._slots if s.live)
+
+    async def start(self) -> None:
+        """Begin connecting, subscribing and publishing in the background; returns at once."""
+        if self._loop is not None:
+            raise RuntimeError("RelayLink is already started")
+        self._loop = asyncio.get_running_loop()
+        self._stopping = False
+        self._ready = asyncio.Event()
+        self._supervisor_wake = asyncio.Event()
+        self._cursor_lock = asyncio.Lock()
+        self._cursor_written = await asyncio.to_thread(self._ledger.cursor)
+
+        self._client = ClientBuilder().verify_subscriptions(False).build()
+        self._stream = self._client.notifications()  # before connecting, so no message is missed
+        # Reconnects are ours (own backoff, fresh `since`); the SDK pings so dead sockets surface.
+        opts = RelayOptions().reconnect(False).ping(True)
+        for name in self._urls:
+            url = RelayUrl.parse(name)
+            await self._client.add_relay(url, opts=opts)
+            slot = _Slot(name=name, url=url)
+            self._slots.append(slot)
+        relays = await self._client.relays()
+        for url, relay in relays.items():
+            for slot in self._slots:
+                if str(slot.url) == str(url) or slot.url == url:
+                    slot.relay = relay
+                    self._by_url[str(url)] = slot
+        for slot in self._slots:
+            if slot.relay is None:  # a URL the SDK normalised differently; look it up directly
+                slot.relay = await self._client.relay(slot.url)
+                self._by_url[str(slot.relay.url())] = slot
+            slot.worker = asyncio.create_task(self._work(slot), name=f"relay-worker {slot.name}")
+
+        self._reader = asyncio.create_task(self._read(), name="relay-reader")
+        self._tasks = [
+            asyncio.create_task(self._forever(self._supervise), name="relay-supervisor"),
+            asyncio.create_task(self._forever(self._publish), name="relay-publisher"),
+        ]
+        self._set_state(LinkStatus.CONNECTING)
+
+    async def stop(self) -> None:
+        """Stop everything and release the SDK objects (shutdown → del → gc, so exit cannot segfault)."""
+        if self._loop is None:
+            return
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        # Let a handler that is running finish (up to drain_timeout), then cancel the workers.
+        for slot in self._slots:
+            slot.queue.put_nowait(None)
+        workers = [s.worker for s in self._slots if s.worker is not None]
+        if workers:
+            _done, pending = await asyncio.wait(workers, timeout=self._drain_timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+        for fut in self._probes.values():
+            fut.cancel()
+        self._probes.clear()
+        client = self._client
+        if client is not None:
+            with suppress(Exception):
+                await client.disconnect()
+            with suppress(Exception):
+                await client.shutdown()
+        if self._reader is not None:
+            try:
+                await asyncio.wait_for(self._reader, timeout=2.0)
+            except (TimeoutError, asyncio.CancelledError):
+                self._reader.cancel()
+                await asyncio.gather(self._reader, return_exceptions=True)
+            except Exception:  # the reader logs its own failures
+                pass
+            self._reader = None
+        for slot in self._slots:
+            slot.relay = None
+            slot.url = None
+        self._slots.clear()
+        self._by_url.clear()
+        self._stream = None
+        self._client = None
+        del client
+        gc.collect()
+        await asyncio.sleep(0)
+        self._holds.clear()
+        self._loop = None
+        self._set_state(LinkStatus.STOPPED)
+
+    def notify_outbox(self) -> None:
+        """Wake the publisher (something was just enqueued).  Safe from any thread; a no-op when stopped."""
+        loop = self._loop
+        if loop is None:
+            return  # start() publishes whatever is pending anyway
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._publisher.wake()
+        else:
+            with suppress(RuntimeError):  # the loop closed under us: nothing left to wake
+                loop.call_soon_threadsafe(self._publisher.wake)
+
+    # ------------------------------------------------------------------------------------- state
+    def _set_state(self, new: LinkStatus) -> None:
+        if new is self._state:
+            return
+        self._state = new
+        if self._ready is not None:
+            if new is LinkStatus.READY:
+                self._ready.set()
+            else:
+                self._ready.clear()
+        log.debug("relay link %s", new.value)
+        try:
+            self._on_state(new)
+        except Exception:
+            log.exception("on_state callback failed", extra={"code": RELAY_CALLBACK_FAILED})
+
+    # -------------------------------------------------------------------------------- supervisor
+    async def _forever(self, body: Callable[[], Awaitable[None]]) -> None:
+        """Run a background loop; a bug that escapes it is logged and the loop restarted, never fatal."""
+        while True:
+            try:
+                await body()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("relay link task failed; restarting it", extra={"code": RELAY_CALLBACK_FAILED})
+                await asyncio.sleep(1.0)
+
+    async def _supervise(self) -> None:
+        assert self._supervisor_wake is not None
+        outage = 0  # backoff attempts since the last time any relay was up
+        reported_down = False
+        while True:
+            now = time.monotonic()
+            if self._state is LinkStatus.READY:
+                due = [s for s in self._slots if not s.live and s.next_attempt <= now]
+            else:
+                due = [s for s in self._slots if not s.live]
+            if due:
+                await asyncio.gather(*(self._connect(s) for s in due))
+            if any(s.live for s in self._slots):
+                if self._state is not LinkStatus.READY:
+                    self._set_state(LinkStatus.READY)
+                await wait_event(self._supervisor_wake, self._probe_interval)
+                self._supervisor_wake.clear()
+                await self._probe()
+                if any(s.live for s in self._slots):
+                    # Only a relay that answered a probe resets the backoff, so one that accepts the
+                    # connection and then closes our subscription is retried ever more slowly.
+                    outage, reported_down = 0, False
+                    continue
+            if not reported_down:
+                log.warning(
+                    "no relay reachable (%s); retrying with backoff",
+                    ", ".join(self._urls),
+                    extra={"code": RELAY_UNREACHABLE},
+                )
+                reported_down = True
+            self._set_state(LinkStatus.BACKING_OFF)
+            await asyncio.sleep(self._backoff.delay(outage))
+            outage += 1
+            self._set_state(LinkStatus.CONNECTING)
+
+    async def _connect(self, slot: _Slot) -> None:
+        try:
+            await slot.relay.try_connect(timedelta(seconds=self._connect_timeout))
+            await self._subscribe(slot)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            with suppress(Exception):
+                slot.relay.disconnect()
+            slot.queue.put_nowait(_Down())  # drop the catch-up hold a half-done subscribe may have left
+            slot.next_attempt = time.monotonic() + self._backoff.delay(slot.failures)
+            slot.failures += 1
+            log.debug("relay %s: connect failed (attempt %d): %s", slot.name, slot.failures, exc)
+            return
+        slot.live = True
+        if slot.ever_live:
+            log.info("relay %s reconnected; resubscribed", slot.name, extra={"code": RELAY_RECONNECTED})
+        else:
+            log.info("relay %s connected", slot.name, extra={"code": RELAY_CONNECTED})
+        slot.ever_live = True
+        self.notify_outbox()
+
+    async def _subscribe(self, slot: _Slot) -> None:
+        """(Re)subscribe ``slot`` from the ledger cursor as it is now, minus the overlap."""
+        cursor = await asyncio.to_thread(self._ledger.cursor)
+        base = cursor if cursor is not None else int(self._clock())
+        since = max(0, base - self._overlap)
+        sub_id = f"xephy-{next(self._ids)}"
+        # The worker holds the cursor at `base` until this catch-up is delivered: registered here,
+        # before the REQ, so no other relay's event can move the cursor past the backlog meanwhile.
+        slot.queue.put_nowait(_Reset(sub_id=sub_id, since=since, hold=self._hold(base)))
+        await slot.relay.send_msg(ClientMessage.req(sub_id, self._filter(since)))
+
+    def _filter(self, since: int, until: int | None = None) -> Any:
+        f = (
+            Filter()
+            .kind(Kind(KIND))
+            .custom_tag(_S, self._session)
+            .custom_tag(_P, self._machine)
+            .since(Timestamp.from_secs(since))
+            .limit(self._page_limit)
+        )
+        if until is not None:
+            f = f.until(Timestamp.from_secs(until))
+        return f
+
+    def _mark_down(self, slot: _Slot, why: str) -> None:
+        if not slot.live:
+            return
+        slot.live = False
+        slot.next_attempt = time.monotonic() + self._backoff.delay(slot.failures)
+        slot.failures += 1
+        with suppress(Exception):
+            slot.relay.disconnect()
+        slot.queue.put_nowait(_Down())
+        log.warning("relay %s dropped: %s", slot.name, why, extra={"code": RELAY_UNREACHABLE})
+        if self._supervisor_wake is not None:
+            self._supervisor_wake.set()
+
+    async def _probe(self) -> None:
+        """Drop relays that are not connected, or do not answer a trivial REQ within probe_timeout."""
+        live = [s for s in self._slots if s.live]
+        for slot in live:
+            status = slot.relay.status()
+            if status != RelayStatus.CONNECTED:
+                self._mark_down(slot, f"status {getattr(status, 'name', status)}")
+        checked = [s for s in live if s.live]
+        answers = await asyncio.gather(*(self._round_trip(s) for s in checked))
+        for slot, why in zip(checked, answers, strict=True):
+            if why is not None:
+                self._mark_down(slot, why)
+            elif slot.live:
+                slot.failures = 0  # proven healthy: its next drop retries from the shortest delay
+
+    async def _round_trip(self, slot: _Slot) -> str | None:
+        """None if the relay answered a REQ with EOSE in time, else why not."""
+        assert self._loop is not None
+        probe_id = f"probe-{next(self._ids)}"
+        fut: asyncio.Future[str | None] = self._loop.create_future()
+        self._probes[probe_id] = fut
+        try:
+            await slot.relay.send_msg(
+                ClientMessage.req(probe_id, Filter().id(EventId.parse(_NO_MATCH_ID)).limit(1))
+            )
+            answer = await asyncio.wait_for(fut, self._probe_timeout)
+        except TimeoutError:
+            return f"no answer to a probe within {self._probe_timeout:g} s"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return f"probe failed: {exc}"
+        finally:
+            self._probes.pop(probe_id, None)
+        with suppress(Exception):
+            await slot.relay.send_msg(ClientMessage.close(probe_id))
+        return None if answer is None else f"probe closed: {answer}"
+
+    # ------------------------------------------------------------------------------------ reader
+    async def _read(self) -> None:
+        """Route the SDK's raw relay messages to the per-relay workers (never blocks on a handler)."""
+        stream = self._stream
+        while True:
+            try:
+                note = await stream.next()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                if self._stopping:
+                    return
+                log.exception("reading relay notifications failed", extra={"code": RELAY_UNREACHABLE})
+                await asyncio.sleep(0.1)
+                continue
+            if note is None or note.is_shutdown():
+                return
+            if not note.is_message():
+                continue  # NEW_EVENT duplicates a MESSAGE we also get; the raw one is authoritative
+            try:
+                self._route(note.relay_url, note.message.as_enum())
+            except Exception:
+                log.exception("could not route a relay message", extra={"code": RELAY_EVENT_INVALID})
+
+    def _route(self, relay_url: Any, msg: Any) -> None:
+        slot = self._by_url.get(str(relay_url))
+        if slot is None:
+            return
+        if msg.is_event_msg():
+            slot.queue.put_nowait(("event", msg.subscription_id, msg.event))
+        elif msg.is_end_of_stored_events():
+            fut = self._probes.get(msg.subscription_id)
+            if fut is not None:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                slot.queue.put_nowait(("eose", msg.subscription_id, None))
+        elif msg.is_closed():
+            fut = self._probes.get(msg.subscription_id)
+            if fut is not None:
+                if not fut.done():
+                    fut.set_result(msg.message or "closed")
+            else:
+                slot.queue.put_nowait(("closed", msg.subscription_id, msg.message))
+        elif msg.is_notice():
+            log.debug("relay %s notice: %s", slot.name, msg.message)
+
+    # ------------------------------------------------------------------------------------ worker
+    async def _work(self, slot: _Slot) -> None:
+        """Hand this relay's events to the consumer one at a time (catch-up oldest first, then live)."""
+        while True:
+            item = await slot.queue.get()
+            if item is None or self._stopping:
+                return
+            try:
+                if isinstance(item, _Reset):
+                    await self._begin_catchup(slot, item)
+                elif isinstance(item, _Down):
+                    self._abandon_catchup(slot)
+                else:
+                    await self._on_message(slot, *item)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug here must not kill the relay's delivery
+                log.exception("relay %s: worker error", slot.name, extra={"code": RELAY_HANDLER_FAILED})
+
+    async def _begin_catchup(self, slot: _Slot, reset: _Reset) -> None:
+        old_sub, old_hold = slot.sub_id, slot.catchup_hold
+        slot.sub_id, slot.since, slot.catchup_hold = reset.sub_id, reset.since, reset.hold
+        slot.catching_up = True
+        slot.buffer = {}
+        slot.page_id, slot.page_count, slot.page_oldest = reset.sub_id, 0, None
+        slot.oldest, slot.pages = math.inf, 1
+        if old_hold is not None:
+            await self._release(old_hold)
+        if old_sub is not None and slot.live:
+            with suppress(Exception):
+                await slot.relay.send_msg(ClientMessage.close(old_sub))
+
+    def _abandon_catchup(self, slot: _Slot) -> None:
+        # A partial catch-up holds the *newest* stored events; delivering them alone could move the
+        # cursor past the older ones never received.  Drop it: the next subscription asks again.
+        if slot.catching_up and slot.buffer:
+            log.info(
+                "relay %s: catch-up interrupted after %d events; it restarts on reconnect",
+                slot.name,
+                len(slot.buffer),
+                extra={"code": RELAY_CATCHUP_INCOMPLETE},
+            )
+        slot.catching_up = False
+        slot.buffer = {}
+        slot.sub_id = slot.page_id = None
+        if slot.catchup_hold is not None:
+            token, slot.catchup_hold = slot.catchup_hold, None
+            self._holds.pop(token, None)
+            # advancing the cursor now is safe and cheap to defer to the next handled event
+
+    async def _on_message(self, slot: _Slot, kind: str, sub_id: str, payload: Any) -> None:
+        if sub_id not in (slot.sub_id, slot.page_id):
+            return  # a subscription we replaced or closed
+        if kind == "event":
+            if slot.catching_up:
+                slot.buffer.setdefault(str(payload.id().to_hex()), payload)
+                if sub_id == slot.page_id:
+                    slot.page_count += 1
+                    created = int(payload.created_at().as_secs())
+                    if slot.page_oldest is None or created < slot.page_oldest:
+                        slot.page_oldest = created
+            else:
+                await self._deliver(slot, payload)
+        elif kind == "eose":
+            if slot.catching_up and sub_id == slot.page_id:
+                await self._page_done(slot)
+        elif kind == "closed":
+            if sub_id == slot.sub_id:
+                log.warning(
+                    "relay %s closed our subscription: %s",
+                    slot.name,
+                    payload or "no reason",
+                    extra={"code": RELAY_SUBSCRIBE_REFUSED},
+                )
+                self._mark_down(slot, f"subscription closed: {payload}")
+            elif slot.catching_up and sub_id == slot.page_id:
+                log.warning(
+                    "relay %s closed a catch-up page: %s; delivering what arrived",
+                    slot.name,
+                    payload,
+                    extra={"code": RELAY_CATCHUP_INCOMPLETE},
+                )
+                slot.page_id = None
+                await self._finish_catchup(slot)
+
+    async def _page_done(self, slot: _Slot) -> None:
+        """EOSE of a catch-up page: ask for the next older page while pages bring older events."""
+        if slot.page_id != slot.sub_id:
+            with suppress(Exception):
+                await slot.relay.send_msg(ClientMessage.close(slot.page_id))
+        progressed = slot.page_oldest is not None and slot.page_oldest < slot.oldest
+        if progressed and slot.page_oldest is not None:
+            slot.oldest = slot.page_oldest
+        if progressed and slot.page_count > 0 and slot.oldest > slot.since and slot.pages < 10_000:
+            slot.pages += 1
+            slot.page_id = f"{slot.sub_id}.{slot.pages}"
+            slot.page_count, slot.page_oldest = 0, None
+            page = self._filter(slot.since, until=int(slot.oldest))
+            await slot.relay.send_msg(ClientMessage.req(slot.page_id, page))
+            return
+        if slot.page_count >= self._page_limit and not progressed:
+            log.warning(
+                "relay %s: more than %d events share second %s; some may be missing",
+                slot.name,
+                self._page_limit,
+                slot.oldest,
+                extra={"code": RELAY_CATCHUP_INCOMPLETE},
+            )
+        slot.page_id = None
+        await self._finish_catchup(slot)
+
+    async def _finish_catchup(self, slot: _Slot) -> None:
+        events = sorted(
+            slot.buffer.values(), key=lambda e: (int(e.created_at().as_secs()), str(e.id().to_hex()))
+        )
+        slot.buffer = {}
+        slot.catching_up = False
+        token = slot.catchup_hold
+        for event in events:
+            if self._stopping:
+                return  # keep the hold: the rest was not handed over
+            if token is not None:  # everything older than this event is done: hold the cursor at it
+                self._holds[token] = int(event.created_at().as_secs())
+            await self._deliver(slot, event)
+        if token is not None and slot.catchup_hold == token:
+            slot.catchup_hold = None
+            await self._release(token)
+
+    async def _deliver(self, slot: _Slot, event: Any) -> None:
+        """Check one event and hand it to the consumer; advance the cursor if it was handled."""
+        event_id = str(event.id().to_hex())
+        if event_id in self._seen:
+            self._seen.move_to_end(event_id)
+            return
+        incoming = self._check(slot, event, event_id)
+        self._seen[event_id] = None  # refused ones too: a relay repeating them is logged once
+        while len(self._seen) > self._seen_capacity:
+            self._seen.popitem(last=False)
+        if incoming is None:
+            return
+        token = self._hold(incoming.created_at)
+        try:
+            await self._on_event(incoming)
+        except asyncio.CancelledError:
+            self._seen.pop(event_id, None)
+            self._holds.pop(token, None)
+            raise
+        except Exception:
+            self._seen.pop(event_id, None)  # not handled: a later copy may be handed over again
+            self._holds.pop(token, None)
+            log.exception(
+                "handler failed for event %s from %s",
+                event_id,
+                slot.name,
+                extra={"code": RELAY_HANDLER_FAILED},
+            )
+            return
+        self._holds.pop(token, None)
+        self._max_handled = max(self._max_handled or 0, incoming.created_at)
+        await self._advance_cursor()
+
+    def _check(self, slot: _Slot, event: Any, event_id: str) -> IncomingEvent | None:
+        try:
+            valid = bool(event.verify())
+        except Exception:
+            valid = False
+        if not valid:
+            log.warning(
+                "dropped event %s from %s: id or signature does not verify",
+                event_id,
+                slot.name,
+                extra={"code": RELAY_EVENT_INVALID},
+            )
+            return None
+        kind = int(event.kind().as_u16())
+        tags = tuple(tuple(str(x) for x in tag.to_vec()) for tag in event.tags())
+        try:
+            routing = read_routing(kind, tags)
+        except ProtocolError as exc:
+            why = f"{exc.code}: {exc.message}"
+        else:
+            why = ""
+            if routing.session != self._session:
+                why = f"session {routing.session!r}"
+            elif routing.machine != self._machine:
+                why = f"machine {routing.machine}"
+        if why:
+            log.warning(
+                "dropped event %s from %s: not for us (%s)",
+                event_id,
+                slot.name,
+                why,
+                extra={"code": RELAY_EVENT_FOREIGN},
+            )
+            return None
+        return IncomingEvent(
+            event_id=event_id,
+            author=str(event.author().to_hex()),
+            created_at=int(event.created_at().as_secs()),
+            kind=kind,
+            tags=tags,
+            content=str(event.content()),
+            relay_url=slot.name,
+        )
+
+    # ------------------------------------------------------------------------------------ cursor
+    def _hold(self, value: int) -> int:
+        token = next(self._hold_ids)
+        self._holds[token] = value
+        return token
+
+    async def _release(self, token: int) -> None:
+        self._holds.pop(token, None)
+        await self._advance_cursor()
+
+    async def _advance_cursor(self) -> None:
+        """Store the newest handled ``created_at`` not ahead of any event still being handled, nor of now."""
+        if self._max_handled is None or self._cursor_lock is None:
+            return
+        async with self._cursor_lock:
+            target = min(self._max_handled, int(self._clock()), *self._holds.values())
+            if self._cursor_written is not None and target <= self._cursor_written:
+                return
+            try:
+                self._cursor_written = await asyncio.to_thread(self._ledger.advance_cursor, target)
+            except LedgerError as exc:
+                log.warning(
+                    "could not store the relay cursor (%s); will retry",
+                    exc,
+                    extra={"code": RELAY_CURSOR_FAILED},
+                )
+
+    # --------------------------------------------------------------------------------- publisher
+    async def _publish(self) -> None:
+        assert self._ready is not None
+        await self._publisher.run(self._ready)
+
+    async def _send(self, event: Any) -> SendOutcome | None:
+        """Publish ``event`` to every connected relay and classify the answers (None: none connected)."""
+        targets = [s for s in self._slots if s.live]
+        if not targets or self._client is None:
+            return None
+        names = {str(s.url): s.name for s in targets}
+        try:
+            out = await self._client.send_event(
+                event,
+                target=SendEventTarget.to([s.url for s in targets]),
+                ok_timeout=timedelta(seconds=self._publish_timeout),
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return SendOutcome(acked_by=None, failures=(("*", str(exc)),))
+        return SendOutcome.from_results(
+            [names.get(str(u), str(u)) for u in out.success],
+            {names.get(str(u), str(u)): str(m) for u, m in out.failed.items()},
+        )
+
+    def _wake_supervisor(self) -> None:
+        if self._supervisor_wake is not None:
+            self._supervisor_wake.set()

@@ -1,0 +1,399 @@
+"""The chat server end to end: real tiny GGUF, real llama.cpp, real ledger, real aiohttp on a Unix socket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import stat
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from nostr_sdk import Keys
+from solders.keypair import Keypair
+
+from device.chat.auth import issue_token
+from device.chat.server import ChatService
+from device.config import Config, parse_config
+from device.inference import ChatMessage, Engine
+from device.ledger import Ledger
+from device.nostr_events import EventSigner, parse_signed_event
+from device.protocol import Transaction, decode_message
+from device.state import Activity, DeviceState, StateHub
+
+HELLO = [{"role": "user", "content": "hello there"}]
+
+
+@pytest.fixture
+def sock_dir() -> Iterator[Path]:
+    """A short directory for the socket (sun_path is 108 bytes; pytest's tmp_path can be longer)."""
+    path = Path(tempfile.mkdtemp(prefix="chat-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclass
+class Device:
+    service: ChatService
+    engine: Engine
+    ledger: Ledger
+    keys: Keys
+    hub: StateHub
+    socket_path: Path
+    notified: list[int] = field(default_factory=list)
+    states: list[DeviceState] = field(default_factory=list)
+
+    @property
+    def machine(self) -> str:
+        return str(self.keys.public_key().to_hex())
+
+    def token(self, user: Keypair, ttl: int = 600) -> str:
+        return issue_token(user, self.machine, ttl_seconds=ttl)
+
+    def client(self) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=aiohttp.UnixConnector(path=str(self.socket_path)), base_url="http://device"
+        )
+
+    def fund(self, user: Keypair, tokens: int) -> None:
+        self.ledger.grant(f"grant:{user.pubkey()}:{tokens}", str(user.pubkey()), tokens)
+
+
+def make_config(sock: Path, state: Path, n_ctx: int = 512, **chat: Any) -> Config:
+    data = {
+        "device": {"state_dir": str(state)},
+        "llm": {"n_ctx": n_ctx, "max_tokens": chat.pop("max_tokens", 64), "n_threads": 1},
+        "chat": {"socket": str(sock), **chat},
+    }
+    return parse_config(data, base_dir=state)
+
+
+async def start_device(
+    model: Path, sock_dir: Path, state_dir: Path, *, n_ctx: int = 512, **chat: Any
+) -> Device:
+    config = make_config(sock_dir / "chat.sock", state_dir, n_ctx, **chat)
+    keys = Keys.generate()
+    ledger = Ledger.open(state_dir / "ledger.sqlite3")
+    signer = EventSigner(keys, session="test", machine_pubkey=str(keys.public_key().to_hex()))
+    hub = StateHub()
+    engine = Engine(model, n_ctx=n_ctx, n_threads=1)
+    dev = Device(
+        service=None,  # type: ignore[arg-type]
+        engine=engine,
+        ledger=ledger,
+        keys=keys,
+        hub=hub,
+        socket_path=sock_dir / "chat.sock",
+    )
+    hub.subscribe(dev.states.append)
+    dev.service = ChatService(config, ledger, engine, signer, hub, lambda: dev.notified.append(1))
+    await dev.service.start()
+    return dev
+
+
+async def stop_device(dev: Device) -> None:
+    await dev.service.stop()
+    await dev.engine.close()
+    dev.ledger.close()
+
+
+@pytest.fixture
+async def device(tiny_model: Path, sock_dir: Path, state_dir: Path) -> AsyncIterator[Device]:
+    dev = await start_device(tiny_model, sock_dir, state_dir)
+    yield dev
+    await stop_device(dev)
+
+
+async def chat(
+    dev: Device, user: Keypair, body: dict[str, Any], *, token: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    async with dev.client() as http:
+        resp = await http.post(
+            "/v1/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {token or dev.token(user)}"},
+        )
+        return resp.status, await resp.json()
+
+
+async def stream_events(dev: Device, user: Keypair, body: dict[str, Any]) -> list[Any]:
+    events: list[Any] = []
+    async with dev.client() as http:
+        resp = await http.post(
+            "/v1/chat/completions",
+            json={**body, "stream": True},
+            headers={"Authorization": f"Bearer {dev.token(user)}"},
+        )
+        assert resp.status == 200, await resp.text()
+        async for line in resp.content:
+            if line.startswith(b"data: "):
+                data = line[6:].strip()
+                events.append("[DONE]" if data == b"[DONE]" else json.loads(data))
+    return events
+
+
+async def llama_cpp_prompt_tokens(dev: Device, messages: list[dict[str, str]]) -> int:
+    return len(await dev.engine.prompt_tokens([ChatMessage(m["role"], m["content"]) for m in messages]))
+
+
+def debits(dev: Device, user: Keypair) -> list[Transaction]:
+    out = []
+    for row in dev.ledger.pending_outbox():
+        event = parse_signed_event(row.event_json)
+        assert event.author().to_hex() == dev.machine
+        msg = decode_message(event.content())
+        if isinstance(msg, Transaction) and msg.user == str(user.pubkey()):
+            out.append(msg)
+    return out
+
+
+# ---------------------------------------------------------------------------------------- completions
+
+
+async def test_completion_usage_matches_llama_cpp_and_is_debited(device: Device) -> None:
+    user = Keypair()
+    device.fund(user, 1000)
+    status, body = await chat(device, user, {"messages": HELLO, "max_tokens": 10})
+    assert status == 200, body
+    usage = body["usage"]
+    assert usage["prompt_tokens"] == await llama_cpp_prompt_tokens(device, HELLO)
+    assert usage["completion_tokens"] == 10
+    assert body["choices"][0]["message"]["content"] == " m" * 10
+    assert device.ledger.balance(str(user.pubkey())).total == 1000 - usage["total_tokens"]
+    assert body["xephy"]["balance"] == 1000 - usage["total_tokens"]
+
+
+async def test_debit_is_published_as_a_signed_negative_transaction(device: Device) -> None:
+    user = Keypair()
+    device.fund(user, 1000)
+    _, body = await chat(device, user, {"messages": HELLO, "max_tokens": 10})
+    assert debits(device, user) == [
+        Transaction(user=str(user.pubkey()), tokens=-body["usage"]["total_tokens"])
+    ]
+    assert device.notified == [1]
+
+
+async def test_streamed_usage_equals_non_streamed_and_the_debit(device: Device) -> None:
+    user = Keypair()
+    device.fund(user, 1000)
+    _, plain = await chat(device, user, {"messages": HELLO, "max_tokens": 10})
+    events = await stream_events(device, user, {"messages": HELLO, "max_tokens": 10})
+    assert events[-1] == "[DONE]"
+    last = events[-2]
+    assert last["choices"] == []
+    assert {k: last["usage"][k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")} == {
+        k: plain["usage"][k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")
+    }
+    text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-2] if e["choices"])
+    assert text == " m" * 10
+    assert [d.tokens for d in debits(device, user)] == [-plain["usage"]["total_tokens"]] * 2
+
+
+async def test_zero_balance_is_refused_before_anything_runs(device: Device) -> None:
+    user = Keypair()
+    status, body = await chat(device, user, {"messages": HELLO})
+    assert (status, body["error"]["code"]) == (402, "insufficient_balance")
+    assert all(s.activity is Activity.IDLE for s in device.states)
+    assert debits(device, user) == []
+
+
+async def test_budget_running_out_stops_at_exactly_the_budget(device: Device) -> None:
+    user = Keypair()
+    prompt = await llama_cpp_prompt_tokens(device, HELLO)
+    device.fund(user, prompt + 5)
+    status, body = await chat(device, user, {"messages": HELLO, "max_tokens": 50})
+    assert status == 200, body
+    assert body["usage"]["completion_tokens"] == 5
+    assert body["choices"][0]["finish_reason"] == "length"
+    assert body["xephy"] == {"stopped_by": "budget", "balance": 0}
+    assert device.ledger.balance(str(user.pubkey())).total == 0
+
+
+async def test_prompt_longer_than_the_context_is_refused(device: Device) -> None:
+    user = Keypair()
+    device.fund(user, 100_000)
+    long = [{"role": "user", "content": "hello " * 600}]
+    status, body = await chat(device, user, {"messages": long})
+    assert (status, body["error"]["code"]) == (400, "context_length_exceeded")
+    assert device.ledger.balance(str(user.pubkey())).total == 100_000
+
+
+async def test_concurrent_chats_of_one_user_never_overspend(device: Device) -> None:
+    user = Keypair()
+    prompt = await llama_cpp_prompt_tokens(device, HELLO)
+    device.fund(user, 3 * prompt + 20)
+    results = await asyncio.gather(
+        *(chat(device, user, {"messages": HELLO, "max_tokens": 40}) for _ in range(6))
+    )
+    charged = sum(b["usage"]["total_tokens"] for s, b in results if s == 200)
+    refused = [b["error"]["code"] for s, b in results if s != 200]
+    assert set(refused) <= {"insufficient_balance"}
+    balance = device.ledger.balance(str(user.pubkey()))
+    assert balance.total == 3 * prompt + 20 - charged >= 0
+    assert -sum(d.tokens for d in debits(device, user)) == charged
+
+
+async def test_client_disconnect_mid_stream_is_charged_only_what_was_generated(
+    tiny_random_model: Path, sock_dir: Path, state_dir: Path
+) -> None:
+    dev = await start_device(tiny_random_model, sock_dir, state_dir, n_ctx=2048, max_tokens=1900)
+    try:
+        user = Keypair()
+        device_user = str(user.pubkey())
+        dev.fund(user, 10_000)
+        prompt = await llama_cpp_prompt_tokens(dev, HELLO)
+        async with dev.client() as http:
+            resp = await http.post(
+                "/v1/chat/completions",
+                json={"messages": HELLO, "stream": True, "max_tokens": 1900},
+                headers={"Authorization": f"Bearer {dev.token(user)}"},
+            )
+            received = 0
+            async for line in resp.content:
+                if b'"content"' in line:
+                    received += 1
+                if received >= 3:
+                    break
+            resp.close()
+        for _ in range(200):
+            if dev.ledger.balance(device_user).reserved == 0:
+                break
+            await asyncio.sleep(0.02)
+        (debit,) = debits(dev, user)
+        used = -debit.tokens
+        assert prompt + 2 <= used < prompt + 1900
+        assert dev.ledger.balance(device_user).total == 10_000 - used
+    finally:
+        await stop_device(dev)
+
+
+# ----------------------------------------------------------------------------------------------- auth
+
+
+async def test_forged_token_is_unauthorized(device: Device) -> None:
+    user = Keypair()
+    device.fund(user, 1000)
+    token = device.token(user)
+    forged = token.replace(str(user.pubkey()), str(Keypair().pubkey()))
+    status, body = await chat(device, user, {"messages": HELLO}, token=forged)
+    assert (status, body["error"]["code"], body["error"]["type"]) == (
+        401,
+        "unauthorized",
+        "authentication_error",
+    )
+
+
+async def test_expired_token_is_unauthorized(device: Device) -> None:
+    user = Keypair()
+    token = issue_token(user, device.machine, ttl_seconds=10, now=1_000_000)
+    status, body = await chat(device, user, {"messages": HELLO}, token=token)
+    assert (status, body["error"]["code"]) == (401, "unauthorized")
+    assert "expired" in body["error"]["message"]
+
+
+async def test_token_for_another_machine_is_unauthorized(device: Device) -> None:
+    user = Keypair()
+    token = issue_token(user, "ef" * 32, ttl_seconds=600)
+    status, body = await chat(device, user, {"messages": HELLO}, token=token)
+    assert (status, body["error"]["code"]) == (401, "unauthorized")
+
+
+async def test_balance_reports_only_the_callers_tokens(device: Device) -> None:
+    alice, bob = Keypair(), Keypair()
+    device.fund(alice, 700)
+    device.fund(bob, 5)
+    async with device.client() as http:
+        resp = await http.get("/v1/balance", headers={"Authorization": f"Bearer {device.token(bob)}"})
+        body = await resp.json()
+    assert (body["user"], body["total"], body["available"]) == (str(bob.pubkey()), 5, 5)
+
+
+# ------------------------------------------------------------------------------------------- limits
+
+
+async def test_oversized_body_is_413(device: Device) -> None:
+    user = Keypair()
+    big = [{"role": "user", "content": "x" * 70_000}]
+    status, body = await chat(device, user, {"messages": big})
+    assert (status, body["error"]["code"]) == (413, "request_too_large")
+
+
+async def test_malformed_request_is_400_naming_the_field(device: Device) -> None:
+    user = Keypair()
+    status, body = await chat(device, user, {"messages": HELLO, "max_tokens": -1})
+    assert (status, body["error"]["code"], body["error"]["param"]) == (400, "bad_request", "max_tokens")
+
+
+async def test_full_waiting_queue_answers_429_busy(tiny_model: Path, sock_dir: Path, state_dir: Path) -> None:
+    dev = await start_device(tiny_model, sock_dir, state_dir, max_waiting=0)
+    try:
+        user = Keypair()
+        dev.fund(user, 1000)
+        prompt = await dev.engine.prompt_tokens([ChatMessage("user", "hi")])
+        blocker = dev.engine.generate(prompt, max_tokens=400, budget=400)  # unread: holds the worker
+        async for _ in blocker:
+            break
+        first = asyncio.create_task(chat(dev, user, {"messages": HELLO, "max_tokens": 5}))
+        for _ in range(200):
+            if dev.service.in_flight == 1:
+                break
+            await asyncio.sleep(0.01)
+        status, body = await chat(dev, user, {"messages": HELLO, "max_tokens": 5})
+        assert (status, body["error"]["code"], body["error"]["type"]) == (429, "busy", "rate_limit_error")
+        await blocker.aclose()
+        status, body = await first
+        assert status == 200, body
+    finally:
+        await stop_device(dev)
+
+
+# ---------------------------------------------------------------------------------------- endpoints
+
+
+async def test_models_lists_the_loaded_model(device: Device) -> None:
+    async with device.client() as http:
+        resp = await http.get("/v1/models", headers={"Authorization": f"Bearer {device.token(Keypair())}"})
+        body = await resp.json()
+    assert [m["id"] for m in body["data"]] == [device.engine.model_name]
+
+
+async def test_healthz_names_the_machine_without_auth(device: Device) -> None:
+    async with device.client() as http:
+        body = await (await http.get("/healthz")).json()
+    assert (body["status"], body["machine"]) == ("ok", device.machine)
+
+
+async def test_socket_gets_the_configured_mode(device: Device) -> None:
+    assert stat.S_IMODE(device.socket_path.stat().st_mode) == 0o660
+
+
+async def test_serves_on_a_socket_handed_in_by_socket_activation(
+    tiny_model: Path, sock_dir: Path, state_dir: Path
+) -> None:
+    path = sock_dir / "activated.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(8)
+    listener.setblocking(False)
+    config = make_config(sock_dir / "unused.sock", state_dir)
+    keys = Keys.generate()
+    ledger = Ledger.open(state_dir / "ledger.sqlite3")
+    engine = Engine(tiny_model, n_ctx=512, n_threads=1)
+    signer = EventSigner(keys, session="test", machine_pubkey=str(keys.public_key().to_hex()))
+    service = ChatService(config, ledger, engine, signer, StateHub(), lambda: None, sock=listener)
+    await service.start()
+    try:
+        connector = aiohttp.UnixConnector(path=str(path))
+        async with aiohttp.ClientSession(connector=connector) as http:
+            assert (await http.get("http://device/healthz")).status == 200
+        assert not (sock_dir / "unused.sock").exists()
+    finally:
+        await service.stop()
+        await engine.close()
+        ledger.close()

@@ -1,0 +1,729 @@
+"""Recharge end to end: real signed Nostr Requests → RechargeProcessor → the localnet stand-in → the ledger.
+
+Everything here is real except the relay: Request events are signed with nostr_sdk by a throw-away key and
+handed to ``handle`` as the relay link would (id and signature verified, routing checked); ``pay`` goes over
+JSON-RPC to the in-process localnet stand-in; the ledger is a real SQLite file.  Helpers at the top are
+shared with ``test_recharge_crash.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nostr_sdk import EventBuilder, Keys, Kind, Tag
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+
+from device.config import Config, NostrConfig, PricingConfig, SolanaConfig
+from device.keys import DeviceKeys, KeyStore
+from device.ledger import Ledger, RechargeState
+from device.localnet import LocalnetServer, bootstrap_global_v1, bootstrap_namespace, bootstrap_user
+from device.nostr_events import EventSigner
+from device.protocol import (
+    DEFAULT_SESSION,
+    KIND,
+    ZERO_EVENT_ID,
+    MachineStatus,
+    Reason,
+    RecoverInfo,
+    RecoverInfoFieldName,
+    Request,
+    Status,
+    Transaction,
+    encode_message,
+    encode_recover_info,
+)
+from device.recharge import FaultPoints, RechargeProcessor
+from device.relay import IncomingEvent
+from device.solana import program as prog
+from device.solana.authorization import encode_binding, sign_authorization
+from device.solana.client import SettlementClient
+from device.solana.program import ProgramRef, ProgramVersion
+from device.state import Activity, ChainStatus, StateHub
+
+V1, V2 = ProgramVersion.V1, ProgramVersion.V2
+NAME = "Gacha"
+DEPOSIT = 50_000_000
+PRICE = 5_000_000
+TOKENS_PER_LAMPORT = 3
+MAX_RECHARGE = 100_000_000  # above DEPOSIT: a bound amount can exceed the funds
+UNBOUND = b"\x01" * 16 + bytes(48)  # a dApp's UUID + zeros
+
+
+def incoming(event_json: str, relay_url: str = "ws://relay.test") -> IncomingEvent:
+    """A signed event as the relay link delivers it."""
+    raw = json.loads(event_json)
+    return IncomingEvent(
+        raw["id"],
+        raw["pubkey"],
+        raw["created_at"],
+        raw["kind"],
+        tuple(map(tuple, raw["tags"])),
+        raw["content"],
+        relay_url,
+    )
+
+
+def signed_event(keys: Keys, content: str, tags: list[list[str]], kind: int = KIND) -> IncomingEvent:
+    """A real Nostr event signed by ``keys`` (any content, even malformed)."""
+    event = EventBuilder(Kind(kind), content).tags([Tag.parse(t) for t in tags]).finalize(keys)
+    assert event.verify()
+    return incoming(event.as_json())
+
+
+@dataclass
+class Rig:
+    """A device (keys in a state dir, ledger, processor) next to a chain with one funded user."""
+
+    server: LocalnetServer
+    version: ProgramVersion
+    state_dir: Path
+    keys: DeviceKeys
+    namespace_id: int
+    treasury: Pubkey
+    user: Keypair
+    admin: Keys
+    trusted: Keys
+    ledger: Ledger
+    hub: StateHub
+    notified: list[int] = field(default_factory=list)
+    processors: list[RechargeProcessor] = field(default_factory=list)
+    clients: list[SettlementClient] = field(default_factory=list)
+
+    @property
+    def machine(self) -> str:
+        return self.keys.nostr_pubkey_hex
+
+    @property
+    def program(self) -> ProgramRef:
+        return ProgramRef.default(self.version)
+
+    @property
+    def now(self) -> int:
+        return self.server.chain.unix_timestamp
+
+    @property
+    def config(self) -> Config:
+        return rig_config(self.version, self.namespace_id, admin=self.admin, trusted=self.trusted)
+
+    def settlement(self, url: str | None = None) -> SettlementClient:
+        client = SettlementClient(
+            url or self.server.url,
+            program=self.program,
+            namespace_id=self.namespace_id,
+            commitment="confirmed",
+            confirm_timeout=5.0,
+            bot=self.keys.bot,
+            poll_interval=0.02,
+            resend_interval=0.1,
+        )
+        self.clients.append(client)
+        return client
+
+    def processor(
+        self, *, url: str | None = None, faults: FaultPoints | None = None, retry_initial: float = 3600.0
+    ) -> RechargeProcessor:
+        proc = RechargeProcessor(
+            self.ledger,
+            self.settlement(url),
+            EventSigner(self.keys.nostr, session=DEFAULT_SESSION, machine_pubkey=self.machine),
+            self.config,
+            self.hub,
+            notify_outbox=lambda: self.notified.append(1),
+            faults=faults,
+            retry_initial_seconds=retry_initial,
+            retry_max_seconds=retry_initial,
+        )
+        self.processors.append(proc)
+        return proc
+
+    def authorize(
+        self,
+        *,
+        nonce: int = 0,
+        deadline: int | None = None,
+        extra_data: bytes = UNBOUND,
+        signer: Keypair | None = None,
+    ) -> str:
+        """The recover_info text a dApp sends (v2 ``extra_data`` / v1 ``payload`` spelling)."""
+        auth = sign_authorization(
+            signer or self.user,
+            self.version,
+            nonce=nonce,
+            deadline=self.now + 1800 if deadline is None else deadline,
+            extra_data=extra_data,
+            namespace_id=self.namespace_id,
+            namespace_name=NAME if self.version is V2 else None,
+        )
+        spelling: RecoverInfoFieldName = "extra_data" if self.version is V2 else "payload"
+        return encode_recover_info(RecoverInfo(auth.signature, auth.extra_data, auth.deadline, spelling))
+
+    def payload(self, recover_info: str | None = None, *, nonce: int = 0, user: Pubkey | None = None) -> str:
+        """A Request payload as dApps write it: v2 Rust order with namespace_id, v1 the OLD dApp's order."""
+        info = self.authorize(nonce=nonce) if recover_info is None else recover_info
+        who = str(user or self.user.pubkey())
+        if self.version is V2:
+            obj: dict[str, Any] = {
+                "namespace_id": self.namespace_id,
+                "user": who,
+                "nonce": nonce,
+                "recover_info": info,
+            }
+        else:
+            obj = {"recover_info": info, "nonce": nonce, "user": who}
+        return json.dumps(obj, separators=(",", ":"))
+
+    def request(
+        self,
+        payload: str | None = None,
+        *,
+        to_status: MachineStatus = MachineStatus.Working,
+        reason: Reason = Reason.UserRequest,
+        author: Keys | None = None,
+    ) -> IncomingEvent:
+        message = Request(to_status, reason, ZERO_EVENT_ID, self.payload() if payload is None else payload)
+        return self.event(encode_message(message), author=author)
+
+    def event(self, content: str, *, author: Keys | None = None, machine: str | None = None) -> IncomingEvent:
+        tags = [["s", DEFAULT_SESSION], ["p", machine or self.machine]]
+        return signed_event(author or Keys.generate(), content, tags)
+
+    def chain_state(self) -> dict[str, int]:
+        chain = self.server.chain
+        pid = self.program.program_id
+        raw = chain.account(prog.user_pda(pid, self.user.pubkey()))
+        assert raw is not None
+        return {
+            "vault": chain.balance(prog.vault_pda(pid, self.user.pubkey())),
+            "treasury": chain.balance(self.treasury),
+            "nonce": prog.UserAccount.decode(bytes(raw.data)).nonce,
+        }
+
+    def outbox(self) -> list[dict[str, Any]]:
+        """Pending outbox events as parsed JSON, in publication order."""
+        return [json.loads(e.event_json) for e in self.ledger.pending_outbox(1000)]
+
+    def replies(self) -> list[dict[str, Any]]:
+        """Contents of the outbox events, parsed one level (payload strings left as text)."""
+        return [json.loads(e["content"]) for e in self.outbox()]
+
+    def refusal(self) -> dict[str, Any]:
+        """The one refusal in the outbox: its Status body with the payload parsed."""
+        (reply,) = self.replies()
+        status = reply["Status"]
+        assert (status["status"], status["reason"]) == ("Available", "LockFailed")
+        return {**status, "payload": json.loads(status["payload"])}
+
+
+def rig_config(version: ProgramVersion, namespace_id: int, *, admin: Keys, trusted: Keys) -> Config:
+    return Config(
+        nostr=NostrConfig(
+            admin_pubkeys=(admin.public_key().to_hex(),), trusted_authors=(trusted.public_key().to_hex(),)
+        ),
+        solana=SolanaConfig(program=str(version), namespace_id=namespace_id),  # type: ignore[arg-type]
+        pricing=PricingConfig(
+            recharge_lamports=PRICE, tokens_per_lamport=TOKENS_PER_LAMPORT, max_recharge_lamports=MAX_RECHARGE
+        ),
+    )
+
+
+async def make_rig(server: LocalnetServer, version: ProgramVersion, state_dir: Path) -> Rig:
+    keys, _ = KeyStore(state_dir).init()
+    authority, user = Keypair(), Keypair()
+    treasury = Keypair().pubkey()
+    server.chain.airdrop(keys.bot.pubkey(), 1_000_000_000)
+    if version is V2:
+        namespace_id = await bootstrap_namespace(server.url, authority, keys.bot.pubkey(), treasury, NAME)
+    else:
+        namespace_id = 0
+        await bootstrap_global_v1(server.url, authority, keys.bot.pubkey(), treasury)
+    await bootstrap_user(server.url, user, DEPOSIT, program=ProgramRef.default(version))
+    ledger = Ledger.open(state_dir / "ledger.sqlite3")
+    hub = StateHub()
+    return Rig(
+        server,
+        version,
+        state_dir,
+        keys,
+        namespace_id,
+        treasury,
+        user,
+        Keys.generate(),
+        Keys.generate(),
+        ledger,
+        hub,
+    )
+
+
+async def close_rig(rig: Rig) -> None:
+    for proc in rig.processors:
+        await proc.aclose()
+    for client in rig.clients:
+        await client.close()
+    rig.ledger.close()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[LocalnetServer]:
+    async with LocalnetServer() as running:
+        yield running
+
+
+@pytest.fixture(params=[V2, V1], ids=["v2", "v1"])
+async def both(request: pytest.FixtureRequest, server: LocalnetServer, state_dir: Path) -> AsyncIterator[Rig]:
+    rig = await make_rig(server, request.param, state_dir)
+    try:
+        yield rig
+    finally:
+        await close_rig(rig)
+
+
+@pytest.fixture
+async def rig(server: LocalnetServer, state_dir: Path) -> AsyncIterator[Rig]:
+    made = await make_rig(server, V2, state_dir)
+    try:
+        yield made
+    finally:
+        await close_rig(made)
+
+
+def grant_tokens(amount: int = PRICE) -> int:
+    return amount * TOKENS_PER_LAMPORT
+
+
+@pytest.fixture
+def no_fault_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.delenv("XEPHY_DEVICE_FAULT", raising=False)
+    yield
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The happy path, for both program versions (v2 extra_data spelling, v1 payload spelling)
+
+
+async def test_a_dapp_request_is_paid_once_and_granted(both: Rig) -> None:
+    rig = both
+    before = rig.chain_state()
+    payload = rig.payload()
+    event = rig.request(payload)
+
+    await rig.processor().handle(event)
+
+    after = rig.chain_state()
+    assert after["vault"] == before["vault"] - PRICE
+    assert after["treasury"] == before["treasury"] + PRICE
+    assert after["nonce"] == before["nonce"] + 1
+    assert rig.ledger.balance(str(rig.user.pubkey())).total == grant_tokens()
+    row = rig.ledger.recharge(event.event_id)
+    assert row is not None and row.state is RechargeState.GRANTED and row.signature is not None
+    assert rig.notified
+
+
+async def test_a_grant_publishes_working_transaction_available_in_that_order(both: Rig) -> None:
+    rig = both
+    payload = rig.payload()
+    event = rig.request(payload)
+
+    await rig.processor().handle(event)
+
+    events = rig.outbox()
+    assert [e["pubkey"] for e in events] == [rig.machine] * 3
+    assert all(
+        e["tags"] == [["s", DEFAULT_SESSION], ["p", rig.machine]] and e["kind"] == KIND for e in events
+    )
+    assert [json.loads(e["content"]) for e in events] == [
+        {
+            "Status": {
+                "status": "Working",
+                "reason": "UserRequest",
+                "initial_request": event.event_id,
+                "payload": payload,
+            }
+        },
+        {"Transaction": {"user": str(rig.user.pubkey()), "tokens": grant_tokens()}},
+        {
+            "Status": {
+                "status": "Available",
+                "reason": "UserBehaviour",
+                "initial_request": event.event_id,
+                "payload": payload,
+            }
+        },
+    ]
+
+
+async def test_a_bound_authorization_charges_the_bound_amount(rig: Rig) -> None:
+    amount = 7_000_000
+    info = rig.authorize(extra_data=encode_binding(bytes.fromhex(rig.machine), amount))
+    before = rig.chain_state()
+
+    await rig.processor().handle(rig.request(rig.payload(info)))
+
+    assert rig.chain_state()["vault"] == before["vault"] - amount
+    assert rig.ledger.balance(str(rig.user.pubkey())).total == grant_tokens(amount)
+
+
+async def test_the_state_hub_shows_the_grant_and_ends_idle(rig: Rig) -> None:
+    seen: list[Activity] = []
+    rig.hub.subscribe(lambda s: seen.append(s.activity))
+
+    await rig.processor().handle(rig.request())
+
+    state = rig.hub.current
+    assert Activity.SETTLING in seen and state.activity is Activity.IDLE
+    assert state.chain is ChainStatus.REACHABLE
+    assert state.user == str(rig.user.pubkey())
+    assert state.user_balance == state.user_last_grant == grant_tokens()
+    assert state.last_grant is not None and state.last_grant.tokens == grant_tokens()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Exactly once
+
+
+async def test_the_same_request_twice_charges_and_grants_once(rig: Rig) -> None:
+    event = rig.request()
+    proc = rig.processor()
+    await proc.handle(event)
+    before, outbox = rig.chain_state(), rig.outbox()
+
+    await proc.handle(event)
+
+    assert rig.chain_state() == before
+    assert rig.outbox() == outbox
+    assert rig.ledger.balance(str(rig.user.pubkey())).total == grant_tokens()
+
+
+async def test_the_same_request_twice_concurrently_charges_and_grants_once(rig: Rig) -> None:
+    event = rig.request()
+    before = rig.chain_state()
+    proc = rig.processor()
+
+    await asyncio.gather(proc.handle(event), proc.handle(event), proc.handle(event))
+
+    assert rig.chain_state()["vault"] == before["vault"] - PRICE
+    assert len(rig.outbox()) == 3
+    assert rig.ledger.balance(str(rig.user.pubkey())).total == grant_tokens()
+
+
+async def test_two_requests_with_one_nonce_charge_once_and_refuse_the_other(rig: Rig) -> None:
+    first, second = rig.request(), rig.request()  # two authorizations of nonce 0
+    before = rig.chain_state()
+    proc = rig.processor()
+
+    await asyncio.gather(proc.handle(first), proc.handle(second))
+
+    assert rig.chain_state()["vault"] == before["vault"] - PRICE
+    states = {rig.ledger.recharge(e.event_id).state for e in (first, second)}  # type: ignore[union-attr]
+    assert states == {RechargeState.GRANTED, RechargeState.FAILED}
+    codes = [
+        json.loads(r["Status"]["payload"]).get("error", {}).get("code")
+        for r in rig.replies()
+        if "Status" in r
+    ]
+    assert "nonce_mismatch" in codes
+
+
+async def test_a_refused_request_delivered_again_adds_no_reply(rig: Rig) -> None:
+    event = rig.event("not json")
+    proc = rig.processor()
+    await proc.handle(event)
+
+    await proc.handle(event)
+
+    assert len(rig.outbox()) == 1
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Refusals: a LockFailed reply with the code, zero lamports moved
+
+
+async def refused(rig: Rig, event: IncomingEvent) -> dict[str, Any]:
+    before = rig.chain_state()
+    await rig.processor().handle(event)
+    assert rig.chain_state() == before
+    assert rig.ledger.balance(str(rig.user.pubkey())).total == 0
+    row = rig.ledger.recharge(event.event_id)
+    assert row is not None and row.state is RechargeState.FAILED
+    reply = rig.refusal()
+    assert reply["initial_request"] == event.event_id
+    assert row.error_code == reply["payload"]["error"]["code"]
+    return reply
+
+
+async def test_malformed_content_is_refused(rig: Rig) -> None:
+    reply = await refused(rig, rig.event('{"Request": '))
+    assert reply["payload"] == {
+        "error": {"code": "malformed_json", "message": reply["payload"]["error"]["message"]}
+    }
+
+
+async def test_a_malformed_payload_is_refused_with_the_payload_echoed(rig: Rig) -> None:
+    reply = await refused(rig, rig.request('{"user":"nobody","nonce":0}'))
+    assert reply["payload"]["user"] == "nobody"
+    assert reply["payload"]["error"]["code"] == "invalid_field"
+
+
+async def test_a_refusal_keeps_the_request_payload_and_its_key_order(rig: Rig) -> None:
+    payload = rig.payload(rig.authorize(deadline=rig.now - 10))
+    reply = await refused(rig, rig.request(payload))
+    assert list(reply["payload"]) == [*json.loads(payload), "error"]
+    assert reply["payload"]["recover_info"] == json.loads(payload)["recover_info"]
+
+
+@pytest.mark.parametrize(
+    ("case", "code"),
+    [
+        ("expired", "signature_expired"),
+        ("wrong_signer", "signature_invalid"),
+        ("future_nonce", "nonce_mismatch"),
+        ("other_machine", "binding_wrong_machine"),
+        ("bound_over_max", "binding_amount_invalid"),
+        ("bound_over_funds", "insufficient_funds"),
+    ],
+)
+async def test_an_authorization_the_chain_would_refuse_is_refused(rig: Rig, case: str, code: str) -> None:
+    info = {
+        "expired": lambda: rig.authorize(deadline=rig.now - 10),
+        "wrong_signer": lambda: rig.authorize(signer=Keypair()),
+        "future_nonce": lambda: rig.authorize(nonce=1),
+        "other_machine": lambda: rig.authorize(extra_data=encode_binding(bytes(32), PRICE)),
+        "bound_over_max": lambda: rig.authorize(
+            extra_data=encode_binding(bytes.fromhex(rig.machine), MAX_RECHARGE + 1)
+        ),
+        "bound_over_funds": lambda: rig.authorize(
+            extra_data=encode_binding(bytes.fromhex(rig.machine), DEPOSIT + 1)
+        ),
+    }[case]()
+    nonce = 1 if case == "future_nonce" else 0
+    reply = await refused(rig, rig.request(rig.payload(info, nonce=nonce)))
+    assert reply["payload"]["error"]["code"] == code
+
+
+async def test_a_replayed_nonce_is_refused(rig: Rig) -> None:
+    info = rig.authorize()
+    await rig.processor().handle(rig.request(rig.payload(info)))
+    before = rig.chain_state()
+    replay = rig.request(rig.payload(info))  # the same authorization in a new Request
+
+    await rig.processor().handle(replay)
+
+    assert rig.chain_state() == before
+    row = rig.ledger.recharge(replay.event_id)
+    assert row is not None and row.error_code == "nonce_mismatch"
+
+
+async def test_an_unbound_request_without_funds_for_the_price_is_refused(rig: Rig) -> None:
+    poor = Keypair()
+    await bootstrap_user(rig.server.url, poor, PRICE - 1, program=rig.program)
+    info = rig.authorize(signer=poor)
+    reply = await refused(rig, rig.request(rig.payload(info, user=poor.pubkey())))
+    assert reply["payload"]["error"]["code"] == "insufficient_funds"
+
+
+async def test_a_payload_for_another_namespace_is_refused(rig: Rig) -> None:
+    obj = json.loads(rig.payload())
+    obj["namespace_id"] = rig.namespace_id + 1
+    reply = await refused(rig, rig.request(json.dumps(obj)))
+    assert reply["payload"]["error"]["code"] == "namespace_mismatch"
+
+
+async def test_an_admin_request_from_a_non_admin_is_refused_unauthorized(rig: Rig) -> None:
+    reply = await refused(rig, rig.request(to_status=MachineStatus.Available, reason=Reason.Reset))
+    assert reply["payload"]["error"]["code"] == "unauthorized"
+
+
+async def test_a_user_stop_request_is_refused_unsupported(rig: Rig) -> None:
+    reply = await refused(rig, rig.request(to_status=MachineStatus.Available))
+    assert reply["payload"]["error"]["code"] == "request_unsupported"
+
+
+async def test_an_admin_request_from_an_admin_is_acknowledged_without_charging(rig: Rig) -> None:
+    before = rig.chain_state()
+    payload = rig.payload()
+    event = rig.request(
+        payload, to_status=MachineStatus.Available, reason=Reason.AdminRequest, author=rig.admin
+    )
+    proc = rig.processor()
+
+    await proc.handle(event)
+    await proc.handle(event)
+
+    assert rig.chain_state() == before
+    assert rig.ledger.balance(str(rig.user.pubkey())).total == 0
+    assert rig.replies() == [
+        {
+            "Status": {
+                "status": "Available",
+                "reason": "AdminRequest",
+                "initial_request": event.event_id,
+                "payload": payload,
+            }
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        Transaction(user="AKnL4NNf3DGWZJS6cPknBuEGnVsV4A4m5tgebLHaRSZ9", tokens=1_000_000),
+        Status(MachineStatus.Working, Reason.UserRequest, "ab" * 32, "{}"),
+    ],
+    ids=["transaction", "status"],
+)
+async def test_a_forged_event_from_a_foreign_key_is_ignored(
+    rig: Rig, message: Transaction | Status, caplog: pytest.LogCaptureFixture
+) -> None:
+    event = rig.event(encode_message(message))
+
+    await rig.processor().handle(event)
+
+    assert rig.outbox() == []
+    assert rig.ledger.recharge(event.event_id) is None
+    assert rig.ledger.balance("AKnL4NNf3DGWZJS6cPknBuEGnVsV4A4m5tgebLHaRSZ9").total == 0
+    assert any(getattr(r, "code", None) == "event_untrusted" for r in caplog.records)
+
+
+async def test_an_event_from_a_trusted_author_is_not_logged_untrusted(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    event = rig.event(encode_message(Transaction(user=str(rig.user.pubkey()), tokens=5)), author=rig.trusted)
+
+    await rig.processor().handle(event)
+
+    assert rig.outbox() == []
+    assert not any(getattr(r, "code", None) == "event_untrusted" for r in caplog.records)
+
+
+async def test_a_request_for_another_machine_is_ignored(rig: Rig) -> None:
+    message = Request(MachineStatus.Working, Reason.UserRequest, ZERO_EVENT_ID, rig.payload())
+    event = rig.event(encode_message(message), machine="cd" * 32)
+    before = rig.chain_state()
+
+    await rig.processor().handle(event)
+
+    assert rig.chain_state() == before
+    assert rig.outbox() == []
+    assert rig.ledger.recharge(event.event_id) is None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The chain going away
+
+
+class FlakyProxy:
+    """A TCP proxy in front of the RPC node that can be cut (new and open connections) and restored."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.down = False
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+
+    async def stop(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def cut(self) -> None:
+        self.down = True
+        for writer in list(self._writers):
+            writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.down:
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._writers -= {writer, up_writer}
+
+
+@pytest.fixture
+async def proxy(server: LocalnetServer) -> AsyncIterator[FlakyProxy]:
+    flaky = FlakyProxy(server.port)
+    await flaky.start()
+    try:
+        yield flaky
+    finally:
+        await flaky.stop()
+
+
+async def wait_for_state(rig: Rig, request_id: str, state: RechargeState) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 20.0
+    while loop.time() < end:
+        row = rig.ledger.recharge(request_id)
+        if row is not None and row.state is state:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{request_id} did not reach {state}: {rig.ledger.recharge(request_id)}")
+
+
+async def test_rpc_down_during_submit_stays_submitted_then_the_retry_loop_grants_once(
+    rig: Rig, proxy: FlakyProxy
+) -> None:
+    event = rig.request()
+    before = rig.chain_state()
+    proc = rig.processor(
+        url=proxy.url, faults=FaultPoints(["after_submit"], kill=proxy.cut), retry_initial=0.2
+    )
+
+    await proc.handle(event)
+
+    row = rig.ledger.recharge(event.event_id)
+    assert row is not None and row.state is RechargeState.SUBMITTED
+    assert rig.hub.current.chain is ChainStatus.UNREACHABLE and proc.retrying
+    assert rig.chain_state() == before and rig.outbox() == []
+
+    proxy.down = False
+    await wait_for_state(rig, event.event_id, RechargeState.GRANTED)
+
+    assert rig.chain_state()["vault"] == before["vault"] - PRICE
+    assert rig.ledger.balance(str(rig.user.pubkey())).total == grant_tokens()
+    assert [next(iter(r)) for r in rig.replies()] == ["Status", "Transaction", "Status"]
+
+
+async def test_a_submission_whose_blockhash_expired_unsent_is_refused_blockhash_expired(
+    rig: Rig, proxy: FlakyProxy
+) -> None:
+    event = rig.request()
+    before = rig.chain_state()
+    proc = rig.processor(url=proxy.url, faults=FaultPoints(["after_submit"], kill=proxy.cut))
+    await proc.handle(event)
+    rig.server.chain.advance_clock(120)  # 300 slots: past last_valid_block_height
+    proxy.down = False
+
+    await proc.resume_unfinished()
+
+    assert rig.chain_state() == before
+    row = rig.ledger.recharge(event.event_id)
+    assert row is not None and row.state is RechargeState.FAILED and row.error_code == "blockhash_expired"
+    assert rig.refusal()["payload"]["error"]["code"] == "blockhash_expired"
