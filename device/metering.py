@@ -22,16 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from device.errors import DeviceError
 from device.ledger import Balance, InsufficientBalance, Ledger, Reservation
-from device.nostr_events import EventSigner, SignedEvent
+from device.nostr_events import EventSigner
 from device.protocol import Transaction
 from device.state import Change, ChangeKind, StateHub
 
@@ -41,8 +39,6 @@ log = logging.getLogger(__name__)
 
 #: How often :meth:`Meter.hold` re-reads the balance when a concurrent chat reserved in between.
 _RESERVE_ATTEMPTS = 3
-#: How many recent debit event ids are remembered to keep every debit's event id distinct.
-_RECENT_IDS = 256
 
 
 class MeteringError(DeviceError):
@@ -97,7 +93,6 @@ class Meter:
         self._hub = hub
         self._notify_outbox = notify_outbox
         self._clock = clock
-        self._recent_ids: deque[str] = deque(maxlen=_RECENT_IDS)
 
     async def balance(self, user: str) -> Balance:
         """The user's balance (total, reserved, available)."""
@@ -142,28 +137,12 @@ class Meter:
         """
         return await asyncio.shield(asyncio.ensure_future(self._settle(hold, used)))
 
-    async def _sign_distinct(self, debit: Transaction) -> SignedEvent:
-        """Sign ``debit`` so that its event id differs from every recent debit's.
-
-        An event id hashes only author, ``created_at`` (whole seconds), kind, tags and content, so two
-        equal debits of one user within a second would be *the same event*: the second would be deduped
-        by the outbox, by relays and by a ledger rebuild, and never be published.  Wait for the next
-        second instead (rare: same user, same amount, same second).
-        """
-        signed = self._signer.sign(debit)
-        while signed.event_id in self._recent_ids:
-            now = self._clock()
-            await asyncio.sleep(max(math.floor(now) + 1 - now, 0.01))
-            signed = self._signer.sign(debit)
-        self._recent_ids.append(signed.event_id)
-        return signed
-
     async def _settle(self, hold: Hold, used: int) -> Settlement:
         res = hold.reservation
         event_id: str | None = None
         try:
             if used > 0:
-                signed = await self._sign_distinct(Transaction(user=res.user, tokens=-used))
+                signed = self._signer.sign(Transaction(user=res.user, tokens=-used))
                 await asyncio.to_thread(
                     self._ledger.commit, res, used, event_id=signed.event_id, outbox=[signed.outbox()]
                 )

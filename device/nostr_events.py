@@ -12,6 +12,9 @@ relay acknowledges it, so a retry can never publish a second, different event.
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -36,8 +39,20 @@ class SignedEvent:
         return OutboxEvent(event_id=self.event_id, event_json=self.event_json)
 
 
+#: How many recent contents the signer remembers to keep their event ids distinct.
+RECENT_CONTENTS = 4096
+
+
 class EventSigner:
-    """Signs protocol messages as events of one session about one machine."""
+    """Signs protocol messages as events of one session about one machine.
+
+    A Nostr event id hashes author, ``created_at`` (whole seconds), kind, tags and
+    content only, so two equal messages signed in the same second (two debits of one
+    user for the same amount, two equal grants) would be *the same event*: the outbox,
+    the relays and a ledger rebuild would keep one.  The signer therefore gives a
+    repeated content a ``created_at`` one second after its previous one, so every
+    message it signs gets its own id.  Thread-safe.
+    """
 
     def __init__(
         self, keys: Keys, *, session: str, machine_pubkey: str, clock: Callable[[], int] | None = None
@@ -45,7 +60,9 @@ class EventSigner:
         self._keys = keys
         self.session = session
         self.machine_pubkey = machine_pubkey
-        self._clock = clock
+        self._clock: Callable[[], int] = clock if clock is not None else (lambda: int(time.time()))
+        self._last_created: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
 
     @property
     def author(self) -> str:
@@ -55,11 +72,19 @@ class EventSigner:
     def sign(self, message: Message) -> SignedEvent:
         """Encode ``message``, tag it ``s``/``p`` and sign it."""
         content = encode_message(message)
-        builder = EventBuilder(Kind(KIND), content).tags(
-            [Tag.parse(tag) for tag in event_tags(self.session, self.machine_pubkey)]
+        with self._lock:
+            created_at = self._clock()
+            previous = self._last_created.pop(content, None)
+            if previous is not None and created_at <= previous:
+                created_at = previous + 1
+            self._last_created[content] = created_at
+            while len(self._last_created) > RECENT_CONTENTS:
+                self._last_created.popitem(last=False)
+        builder = (
+            EventBuilder(Kind(KIND), content)
+            .tags([Tag.parse(tag) for tag in event_tags(self.session, self.machine_pubkey)])
+            .custom_created_at(Timestamp.from_secs(created_at))
         )
-        if self._clock is not None:
-            builder = builder.custom_created_at(Timestamp.from_secs(self._clock()))
         event: Event = builder.finalize(self._keys)
         return SignedEvent(
             event_id=str(event.id().to_hex()),

@@ -11,8 +11,10 @@ configuration or ``--rpc-url``.  The program version, id and namespace come from
 ``user register``         create the user's ``UserAccount`` (idempotent: says so if it exists)
 ``user deposit N``        move N lamports from the wallet into the vault
 ``user withdraw N``       move N available lamports from the vault back to the wallet
-``user balance``          wallet, vault, locked, available lamports and the next nonce (``--json``)
+``user balance``          wallet, vault, locked, available lamports, the next nonce and the device-side
+                          token balance from the device's Transaction events (``--json``)
 ``user sign``             print a ``recover_info`` authorizing one payment, bound to a machine and amount
+``user recharge``         sign, publish a Request like the dApp, wait for the device's grant or refusal
 ========================  ===========================================================================
 
 ``user sign`` prints ``{"signature":[…],"extra_data":[…],"deadline":N}`` (``payload`` instead of
@@ -56,6 +58,7 @@ from device.solana import program as prog
 from device.solana.authorization import encode_binding, sign_authorization
 from device.solana.client import ChainClient, TxOutcome, UserBalance
 from device.solana.program import ProgramRef, ProgramVersion
+from device.transaction_feed import fetch_transactions
 from device.user_recharge import RechargeTarget, describe, recharge
 
 __all__ = ["DEFAULT_KEYPAIR", "UserCommandError", "add_user_commands"]
@@ -383,16 +386,35 @@ def _print_balance(user: Pubkey, balance: UserBalance) -> None:
     print(f"nonce      {balance.nonce}")
 
 
+async def _device_tokens(args: argparse.Namespace, config: Config, user: Pubkey) -> tuple[int | None, str]:
+    """The user's token balance as the device's Transaction events say (None and why, if unknown)."""
+    try:
+        target = _recharge_target(args, config)
+        records = await fetch_transactions(
+            target.relays,
+            authors=[target.device_pubkey, *config.nostr.trusted_authors],
+            session=target.session,
+            machine=target.machine_pubkey,
+            user=str(user),
+        )
+    except DeviceError as exc:
+        return None, str(exc)
+    return sum(r.tokens for r in records), f"{len(records)} Transaction events"
+
+
 def cmd_user_balance(args: argparse.Namespace, config: Config) -> int:
-    """Print wallet, vault, locked, available and the next nonce."""
+    """Print wallet, vault, locked, available, the next nonce and the device-side token balance."""
     user = load_keypair(_keypair_path(args)).pubkey()
 
     async def body(client: ChainClient) -> int:
         balance = await client.balance(user)
+        tokens, source = await _device_tokens(args, config, user)
         if args.json:
-            print(json.dumps(_balance_dict(user, balance)))
+            print(json.dumps({**_balance_dict(user, balance), "tokens": tokens}))
         else:
             _print_balance(user, balance)
+            shown = f"{tokens:,}" if tokens is not None else "unknown"
+            print(f"tokens     {shown} ({source})")
         return 0
 
     return _run(args, config, body)
@@ -577,6 +599,12 @@ def add_user_commands(
     rpc_opt.add_argument(
         "--rpc-url", default=None, metavar="URL", help="Solana JSON-RPC URL (default: solana.rpc_url)"
     )
+    device_opt = argparse.ArgumentParser(add_help=False)
+    device_opt.add_argument("--relay", action="append", metavar="URL", help="relay URL (repeatable)")
+    device_opt.add_argument("--machine", type=_machine, default=None, metavar="HEX", help="machine pubkey")
+    device_opt.add_argument(
+        "--device-pubkey", default=None, metavar="HEX", help="the device's Nostr key whose events to trust"
+    )
     offline = [common, keypair_opt]
     online = [common, keypair_opt, rpc_opt]
 
@@ -611,7 +639,9 @@ def add_user_commands(
     withdraw.set_defaults(handler=cmd_user_withdraw)
 
     balance = actions.add_parser(
-        "balance", parents=online, help="wallet, vault, locked and available lamports, next nonce"
+        "balance",
+        parents=[*online, device_opt],
+        help="wallet, vault, locked and available lamports, next nonce",
     )
     balance.add_argument("--json", action="store_true", help="print one JSON object")
     balance.set_defaults(handler=cmd_user_balance)
@@ -651,7 +681,7 @@ def add_user_commands(
 
     recharge_cmd = actions.add_parser(
         "recharge",
-        parents=online,
+        parents=[*online, device_opt],
         help="pay the device for tokens: sign, publish a Request, wait for the grant",
         description="Sign a bound authorization, publish a Request like the XePHY dApp, wait for the grant.",
     )
@@ -666,10 +696,5 @@ def add_user_commands(
         "--ttl", type=_ttl, default=DEFAULT_TTL_SECONDS, metavar="SECONDS", help="authorization validity"
     )
     recharge_cmd.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="wait this long")
-    recharge_cmd.add_argument("--relay", action="append", metavar="URL", help="relay URL (repeatable)")
-    recharge_cmd.add_argument("--machine", type=_machine, default=None, metavar="HEX", help="machine pubkey")
-    recharge_cmd.add_argument(
-        "--device-pubkey", default=None, metavar="HEX", help="the device's Nostr key whose answers to trust"
-    )
     recharge_cmd.add_argument("--json", action="store_true", help="also print one JSON line")
     recharge_cmd.set_defaults(handler=cmd_user_recharge)

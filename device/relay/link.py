@@ -15,6 +15,8 @@ events published while the device was down or disconnected are still delivered.
   :func:`device.protocol.read_routing` against our session and machine — before ``on_event``.
 * Repeats (several relays, re-subscriptions) are dropped by event id with a bounded in-memory set.
   The durable dedupe is the consumer's: this link never calls ``ledger.remember_event``.
+* The device's own ``Status``/``Transaction`` events carry the same ``s``/``p`` tags, so they come
+  back through the subscription too; the consumer recognises them by author.
 * After ``on_event`` returns, the ledger cursor advances (never past ``clock()``, so an event dated in
   the future cannot make the device deaf).  While a catch-up or another relay's event is still being
   handled the cursor is held below it, so a crash never moves it past an event not yet handled.
@@ -27,7 +29,9 @@ Connection state
 none is left; ``BACKING_OFF → CONNECTING`` after a capped exponential delay with jitter; ``STOPPED``
 after :meth:`RelayLink.stop`.  Every ``probe_interval`` each connected relay must answer a trivial REQ
 (``ids:[0…0]``) with EOSE within ``probe_timeout`` — a half-open socket that still looks connected is
-dropped and reconnected.  While READY, relays that are down are retried on their own backoff.
+dropped and reconnected.  While READY, relays that are down are retried on their own backoff.  Only a
+relay that answered a probe resets the backoff, so one that accepts connections but refuses the
+subscription (``CLOSED``) is retried ever more slowly rather than in a tight loop.
 
 Publishing
 ----------

@@ -119,6 +119,26 @@ def test_user_recharge_from_a_second_terminal_grants_tokens_once(
     balance = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert balance["vault_lamports"] == USER_DEPOSIT - RECHARGE
     assert balance["nonce"] == 1
+    assert balance["tokens"] == RECHARGE  # from the device's Transaction events on the relay
+
+
+def test_ledger_rebuild_agrees_with_the_relay_and_reports_a_local_difference(
+    agent: AgentProcess, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    agent.wait_ready()
+    keypair = funded_user(workdir)
+    assert run_cli("user", "recharge", "--keypair", str(keypair), "--timeout", "30") == 0
+    capsys.readouterr()
+    assert run_cli("ledger", "rebuild", "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["differences"] == []
+    with Ledger.open(workdir / ".xephy-device" / LEDGER_FILE) as ledger:
+        ledger.grant("unannounced-grant", user_pubkey(keypair), 7)  # no Transaction event published
+    assert run_cli("ledger", "rebuild", "--json") == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["differences"] == [
+        {"user": user_pubkey(keypair), "local": RECHARGE + 7, "rebuilt": RECHARGE}
+    ]
 
 
 def test_refused_recharge_prints_the_device_error_code(

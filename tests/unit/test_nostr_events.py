@@ -53,3 +53,22 @@ def test_tampered_event_json_is_refused(signer: EventSigner) -> None:
     event["content"] = event["content"].replace("1", "2")
     with pytest.raises(ValueError, match="verify"):
         parse_signed_event(json.dumps(event))
+
+
+def test_equal_messages_in_the_same_second_get_distinct_ids() -> None:
+    fixed = EventSigner(Keys.generate(), session="s", machine_pubkey=MACHINE, clock=lambda: 1_741_234_000)
+    debit = Transaction(user=USER, tokens=-42)
+    ids = {fixed.sign(debit).event_id for _ in range(5)}
+    assert len(ids) == 5
+
+
+def test_a_repeated_message_is_stamped_one_second_after_the_previous() -> None:
+    fixed = EventSigner(Keys.generate(), session="s", machine_pubkey=MACHINE, clock=lambda: 1_741_234_000)
+    stamps = [fixed.sign(Transaction(user=USER, tokens=-1)).created_at for _ in range(3)]
+    assert stamps == [1_741_234_000, 1_741_234_001, 1_741_234_002]
+
+
+def test_different_messages_keep_the_clock_time() -> None:
+    fixed = EventSigner(Keys.generate(), session="s", machine_pubkey=MACHINE, clock=lambda: 1_741_234_000)
+    stamps = {fixed.sign(Transaction(user=USER, tokens=-n)).created_at for n in range(1, 4)}
+    assert stamps == {1_741_234_000}
