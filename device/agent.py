@@ -2,19 +2,22 @@
 
 Start order (reverse on stop), each part handed its dependencies explicitly:
 
-1. ledger (opened by the caller) and keys;
+1. ledger (opened by the caller) and keys; indicators (LEDs, display, console) so start-up shows;
 2. relays: ``embedded`` starts :class:`~device.relay.EmbeddedRelay` in-process;
 3. chain: ``embedded`` starts the localnet stand-in with this device's bot registered;
 4. settlement client → recharge processor, which first resumes every unfinished recharge;
 5. relay link: subscribes from ``cursor − overlap`` and publishes the outbox;
-6. ``endpoints.json`` for the user commands in a second terminal.
-
-Later parts (chat socket, indicators, button, systemd notify) plug in here too.
+6. the model (one worker thread) and the chat socket (systemd's, or our own);
+7. the button; ``endpoints.json`` for the user commands in a second terminal;
+8. ``READY=1`` to systemd, and the watchdog, fed by the event loop and the inference worker only —
+   never by network health, so a dead relay or RPC does not cause restart loops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime
 import logging
 import os
 import signal
@@ -25,9 +28,14 @@ from pathlib import Path
 from typing import TextIO
 
 from device import __version__
+from device.button import build_button
+from device.chat.server import ChatService
 from device.config import EMBEDDED, Config, ConfigError, resolve_chat_socket, resolve_model_path
 from device.embedded_chain import EmbeddedChain
 from device.endpoints import Endpoints
+from device.indicators import build_indicators
+from device.indicators.display import DisplayIndicator
+from device.inference import Engine
 from device.keys import DeviceKeys
 from device.ledger import LEDGER_FILE, Ledger
 from device.nostr_events import EventSigner
@@ -35,6 +43,9 @@ from device.recharge import FaultPoints, RechargeProcessor
 from device.relay import EmbeddedRelay, RelayLink
 from device.solana.client import SettlementClient
 from device.state import ChainStatus, DeviceState, LinkStatus, StateHub
+from device.systemd_notify import Notifier, Watchdog, watchdog_interval
+from device.systemd_sockets import sockets_from_systemd
+from device.telemetry import Usage
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +135,21 @@ class Agent:
         self.link: RelayLink | None = None
         self.relay_urls: tuple[str, ...] = ()
         self.rpc_url = ""
+        self.notifier = Notifier.from_environ(self.environ)
+        interval = watchdog_interval(self.environ, os.getpid())
+        self.watchdog = Watchdog(self.notifier, interval) if interval is not None else None
 
     async def run(self, stop: asyncio.Event, out: TextIO) -> None:
         """Start every part, announce the endpoints, serve until ``stop`` is set, then stop in reverse."""
         state_dir = self.config.device.state_dir
+        loop = asyncio.get_running_loop()
         async with AsyncExitStack() as stack:
+            self.notifier.status("starting")
+            indicators = build_indicators(self.config, self.hub, stream=out)
+            for indicator in indicators:
+                indicator.start()
+                stack.callback(indicator.stop)
+
             self.relay_urls = await self._start_relays(stack)
             self.rpc_url = await self._start_chain(stack)
             settlement = SettlementClient.from_config(self.config.solana, self.keys.bot, rpc_url=self.rpc_url)
@@ -141,6 +162,7 @@ class Agent:
                 self.hub,
                 notify_outbox=self._notify_outbox,
                 faults=FaultPoints.from_env(self.environ),
+                background_settlement=True,
             )
             stack.push_async_callback(processor.aclose)
             await processor.resume_unfinished()
@@ -155,6 +177,40 @@ class Agent:
             )
             await self.link.start()
             stack.push_async_callback(self.link.stop)
+
+            self.notifier.status("loading the model")
+            engine = Engine.from_config(self.config.llm, heartbeat=self._inference_heartbeat)
+            stack.push_async_callback(engine.close)
+            passed = sockets_from_systemd(self.environ, os.getpid(), name="chat")
+            chat = ChatService(
+                self.config,
+                self.ledger,
+                engine,
+                self.signer,
+                self.hub,
+                self._notify_outbox,
+                passed[0] if passed else None,
+                environ=self.environ,
+            )
+            await chat.start()
+            stack.push_async_callback(chat.stop)
+
+            display = next((i for i in indicators if isinstance(i, DisplayIndicator)), None)
+            button = build_button(
+                self.config.button,
+                self.hub,
+                loop=loop,
+                signer=self.signer,
+                outbox=self.ledger,
+                notify_outbox=self._notify_outbox,
+                telemetry=self._usage,
+                chat_socket=self.plan.chat_socket,
+                display=display,
+            )
+            if button is not None:
+                button.start()
+                stack.push_async_callback(button.drain)
+                stack.callback(button.stop)
 
             Endpoints(
                 relays=self.relay_urls,
@@ -171,8 +227,46 @@ class Agent:
             stack.callback(Endpoints.remove, state_dir)
 
             self._announce(out)
+            self.notifier.ready(f"serving {engine.model_name} on {self.plan.chat_socket}")
+            if self.watchdog is not None:
+                await self._run_watchdog(stack, engine, stop)
             await stop.wait()
+            self.notifier.stopping()
             log.info("agent stopping", extra={"code": "agent_stopping"})
+
+    async def _run_watchdog(self, stack: AsyncExitStack, engine: Engine, stop: asyncio.Event) -> None:
+        """Ping systemd while the loop and the inference worker both beat (``WatchdogSec=``)."""
+        watchdog = self.watchdog
+        assert watchdog is not None
+
+        async def ping_worker() -> None:
+            while not stop.is_set():
+                await engine.ping()  # runs on the worker: queued behind a generation, which beats per token
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), watchdog.beat_every)
+
+        tasks = [asyncio.create_task(watchdog.run(stop)), asyncio.create_task(ping_worker())]
+
+        async def cancel() -> None:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        stack.push_async_callback(cancel)
+
+    def _inference_heartbeat(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.heartbeat("inference")
+
+    def _usage(self) -> Usage:
+        midnight = datetime.datetime.combine(datetime.date.today(), datetime.time()).timestamp()
+        today = self.ledger.activity_since(int(midnight))
+        ever = self.ledger.activity_since(0)
+        return Usage(
+            users_served=ever.users,
+            tokens_granted_today=today.tokens_granted,
+            tokens_debited_today=today.tokens_debited,
+        )
 
     def _announce(self, out: TextIO) -> None:
         for line in self.plan.lines():

@@ -29,7 +29,7 @@ import codecs
 import concurrent.futures
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -284,17 +284,26 @@ class Engine:
     """The model and its one worker thread.  Create with :meth:`from_config` or the constructor,
     then ``await start()``; ``await close()`` when done."""
 
-    def __init__(self, model_path: Path, *, n_ctx: int, n_threads: int) -> None:
+    def __init__(
+        self, model_path: Path, *, n_ctx: int, n_threads: int, heartbeat: Callable[[], None] | None = None
+    ) -> None:
         self.model_path = model_path
+        self._heartbeat: Callable[[], None] = heartbeat if heartbeat is not None else _no_heartbeat
         self._n_ctx_requested = n_ctx
         self._n_threads = n_threads
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._model: _Model | None = None
 
     @classmethod
-    def from_config(cls, cfg: LlmConfig) -> Engine:
-        """An engine for ``llm.model_path`` (or the SmolLM2 wheel), ``n_ctx`` and threads from ``cfg``."""
-        return cls(resolve_model_path(cfg), n_ctx=cfg.n_ctx, n_threads=cfg.effective_threads())
+    def from_config(cls, cfg: LlmConfig, *, heartbeat: Callable[[], None] | None = None) -> Engine:
+        """An engine for ``llm.model_path`` (or the SmolLM2 wheel), ``n_ctx`` and threads from ``cfg``.
+
+        ``heartbeat`` is called on the worker thread after every generated token and by :meth:`ping`,
+        so a watchdog can tell a busy worker from a hung one.
+        """
+        return cls(
+            resolve_model_path(cfg), n_ctx=cfg.n_ctx, n_threads=cfg.effective_threads(), heartbeat=heartbeat
+        )
 
     @property
     def model_name(self) -> str:
@@ -312,6 +321,10 @@ class Engine:
             self._model = await self._run(
                 lambda: _Model(self.model_path, n_ctx=self._n_ctx_requested, n_threads=self._n_threads)
             )
+
+    async def ping(self) -> None:
+        """Run the heartbeat on the worker thread (returns once the worker is free to run it)."""
+        await self._run(self._heartbeat)
 
     async def close(self) -> None:
         """Free the model after queued jobs finish; stop the worker thread."""
@@ -348,7 +361,9 @@ class Engine:
         model = self._loaded()
         generation = Generation(asyncio.get_running_loop())
         limit = min(max_tokens, self.n_ctx - len(prompt))
-        self._executor.submit(_run_generation, model, generation, list(prompt), limit, budget, stop, params)
+        self._executor.submit(
+            _run_generation, model, generation, list(prompt), limit, budget, stop, params, self._heartbeat
+        )
         return generation
 
     def _loaded(self) -> _Model:
@@ -360,6 +375,10 @@ class Engine:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
 
+def _no_heartbeat() -> None:
+    """The default heartbeat: nothing watches the worker."""
+
+
 def _run_generation(
     model: _Model,
     gen: Generation,
@@ -368,6 +387,7 @@ def _run_generation(
     budget: int,
     stop: Sequence[str],
     params: SamplingParams,
+    heartbeat: Callable[[], None],
 ) -> None:
     """The metered loop (worker thread).  Always ends by emitting one :class:`GenerationResult`."""
     produced = 0
@@ -388,6 +408,7 @@ def _run_generation(
             tokens = model.tokens(prompt, params)
             for token in tokens:
                 evaluated = True
+                heartbeat()
                 if model.is_end(token):
                     reason = FinishReason.STOP
                     break

@@ -124,6 +124,7 @@ class RechargeProcessor:
         faults: FaultPoints | None = None,
         retry_initial_seconds: float = 1.0,
         retry_max_seconds: float = 60.0,
+        background_settlement: bool = False,
     ) -> None:
         self._ledger = ledger
         self._settlement = settlement
@@ -145,6 +146,11 @@ class RechargeProcessor:
         self._settling = 0
         self._retry_task: asyncio.Task[None] | None = None
         self._closed = False
+        # With background settlement, ``handle`` returns once the request is durably recorded
+        # (pending row) and settles in a task, so one user's slow settlement never holds up the
+        # relay link's delivery of other users' requests; a crash leaves the row for resume.
+        self._background = background_settlement
+        self._settling_tasks: dict[str, asyncio.Task[None]] = {}
 
     # ------------------------------------------------------------------------------------------ public
     async def handle(self, event: IncomingEvent) -> None:
@@ -172,6 +178,10 @@ class RechargeProcessor:
             task.cancel()
             with suppress(asyncio.CancelledError):
                 await task
+        settling = list(self._settling_tasks.values())
+        for pending in settling:  # unfinished rows stay pending/submitted and resume at the next start
+            pending.cancel()
+        await asyncio.gather(*settling, return_exceptions=True)
 
     @property
     def retrying(self) -> bool:
@@ -229,7 +239,10 @@ class RechargeProcessor:
     async def _on_request(self, event_id: str, author: str, request: Request) -> None:
         known = await asyncio.to_thread(self._ledger.recharge, event_id)
         if known is not None:
-            await self._on_known(known)
+            if self._background:
+                self._settle_in_background(known)
+            else:
+                await self._on_known(known)
             return
         if request.reason in _ADMIN_REASONS:
             await self._on_admin(event_id, author, request)
@@ -249,6 +262,20 @@ class RechargeProcessor:
         except DeviceError as exc:
             await self._refuse_new(event_id, author, request.payload, exc.code, exc.message)
             return
+        if self._background:
+            row = await asyncio.to_thread(
+                self._ledger.begin_recharge,
+                event_id,
+                author=author,
+                user=order.user,
+                nonce=order.nonce,
+                amount_lamports=order.amount_lamports,
+                tokens=order.tokens,
+                payload=request.payload,
+            )
+            if not row.state.finished:
+                self._settle_in_background(row)
+            return
         async with self._locks.hold(order.user):
             row = await asyncio.to_thread(
                 self._ledger.begin_recharge,
@@ -262,6 +289,23 @@ class RechargeProcessor:
             )
             if not row.state.finished:
                 await self._settle(row)
+
+    def _settle_in_background(self, row: RechargeRow) -> None:
+        """Settle ``row`` in a task (at most one per request); errors are logged, the row resumes later."""
+        if row.request_id in self._settling_tasks or self._closed:
+            return
+
+        async def run() -> None:
+            try:
+                await self._on_known(row)
+            except Exception as exc:
+                code = exc.code if isinstance(exc, DeviceError) else "recharge_internal_error"
+                log.exception("request %s: settlement failed", row.request_id, extra={"code": code})
+                self._schedule_retry()
+            finally:
+                self._settling_tasks.pop(row.request_id, None)
+
+        self._settling_tasks[row.request_id] = asyncio.create_task(run())
 
     async def _on_known(self, row: RechargeRow) -> None:
         if row.state.finished or row.user is None:

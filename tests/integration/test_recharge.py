@@ -127,7 +127,12 @@ class Rig:
         return client
 
     def processor(
-        self, *, url: str | None = None, faults: FaultPoints | None = None, retry_initial: float = 3600.0
+        self,
+        *,
+        url: str | None = None,
+        faults: FaultPoints | None = None,
+        retry_initial: float = 3600.0,
+        background: bool = False,
     ) -> RechargeProcessor:
         proc = RechargeProcessor(
             self.ledger,
@@ -139,6 +144,7 @@ class Rig:
             faults=faults,
             retry_initial_seconds=retry_initial,
             retry_max_seconds=retry_initial,
+            background_settlement=background,
         )
         self.processors.append(proc)
         return proc
@@ -727,3 +733,45 @@ async def test_a_submission_whose_blockhash_expired_unsent_is_refused_blockhash_
     row = rig.ledger.recharge(event.event_id)
     assert row is not None and row.state is RechargeState.FAILED and row.error_code == "blockhash_expired"
     assert rig.refusal()["payload"]["error"]["code"] == "blockhash_expired"
+
+
+async def test_background_settlement_returns_once_the_request_is_recorded_then_grants(rig: Rig) -> None:
+    event = rig.request()
+    before = rig.chain_state()
+    proc = rig.processor(background=True)
+
+    await proc.handle(event)
+
+    assert rig.ledger.recharge(event.event_id) is not None  # durable before the link moves its cursor
+    await wait_for_state(rig, event.event_id, RechargeState.GRANTED)
+    assert rig.chain_state()["vault"] == before["vault"] - PRICE
+    assert rig.ledger.balance(str(rig.user.pubkey())).total == grant_tokens()
+
+
+async def test_background_settlement_of_a_redelivered_request_charges_once(rig: Rig) -> None:
+    event = rig.request()
+    before = rig.chain_state()
+    proc = rig.processor(background=True)
+
+    await asyncio.gather(proc.handle(event), proc.handle(event), proc.handle(event))
+    await wait_for_state(rig, event.event_id, RechargeState.GRANTED)
+    await proc.handle(event)
+
+    assert rig.chain_state()["vault"] == before["vault"] - PRICE
+    assert rig.ledger.balance(str(rig.user.pubkey())).total == grant_tokens()
+    assert [next(iter(r)) for r in rig.replies()] == ["Status", "Transaction", "Status"]
+
+
+async def test_closing_mid_settlement_leaves_the_request_to_resume(rig: Rig, proxy: FlakyProxy) -> None:
+    event = rig.request()
+    proxy.cut()
+    proc = rig.processor(url=proxy.url, background=True)
+    await proc.handle(event)
+    await proc.aclose()
+    row = rig.ledger.recharge(event.event_id)
+    assert row is not None and not row.state.finished
+
+    proxy.down = False
+    await rig.processor(url=proxy.url).resume_unfinished()
+
+    assert rig.ledger.balance(str(rig.user.pubkey())).total == grant_tokens()
