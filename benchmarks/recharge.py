@@ -99,6 +99,16 @@ TTL_S = 1_800
 S_TAG = SingleLetterTag.from_byte(ord("s"))
 P_TAG = SingleLetterTag.from_byte(ord("p"))
 T = TypeVar("T")
+NOTE = (
+    "Counted where: a recharge runs from the publisher's `send_event` to the subscriber receiving the "
+    "device's `Transaction`; the dApp's signing happens before the clock starts.  It holds two relay legs "
+    "(Request in, replies out), each one publish → receive like the baseline, so the overhead row subtracts "
+    "the relay p50 twice plus a bare `prepare_pay` + `submit` (own client, no relay, no ledger).  What "
+    "remains is the device: link delivery, checks, ledger writes (fsync), the outbox publisher (one event "
+    "at a time, each awaiting the relay's OK), and waiting for them under load.  The in-path rows time the "
+    "same calls inside the running device; ledger time is worker-thread wall time (lock wait included, "
+    "thread-pool queueing not)."
+)
 
 
 def progress(text: str) -> None:
@@ -624,7 +634,7 @@ def markdown(table: list[dict[str, Any]]) -> str:
             f"| {r['figure']} | {r['value']:,.2f} {r['unit']} | {r['baseline']:,.2f} "
             f"({r['baseline_figure']}) | {r['ratio']:.2f} | {r['target']} | {met} |"
         )
-    return "\n".join(lines)
+    return "\n".join([*lines, "", NOTE])
 
 
 def main() -> None:

@@ -21,7 +21,12 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 # Shared fixtures: real relays (in-process and subprocess), Nostr peers, a scripted relay;
 # mock GPIO pins and a pty display; tiny GGUF models written at test time.
-pytest_plugins = ["tests.fixtures.relay", "tests.fixtures.hardware", "tests.fixtures.model"]
+pytest_plugins = [
+    "tests.fixtures.relay",
+    "tests.fixtures.hardware",
+    "tests.fixtures.model",
+    "tests.fixtures.agent",
+]
 
 
 @pytest.fixture

@@ -3,106 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from solders.keypair import Keypair
 
-from device.cli import main
-from device.endpoints import Endpoints
 from device.ledger import LEDGER_FILE, Ledger
-
-USER_DEPOSIT = 100_000_000
-RECHARGE = 5_000_000
-
-
-class AgentProcess:
-    """``xephy-device run`` in a subprocess on ``workdir`` (state in ``workdir/.xephy-device``)."""
-
-    def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
-        self.workdir = workdir
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "device", "run"],
-            cwd=workdir,
-            env={**os.environ, **(env or {})},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.output: list[str] = []
-
-    def wait_ready(self, timeout: float = 60.0) -> Endpoints:
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        for line in self.proc.stdout:
-            self.output.append(line)
-            if line.startswith("ready"):
-                return Endpoints.read(self.workdir / ".xephy-device")
-            if time.monotonic() > deadline:
-                break
-        raise AssertionError(f"agent not ready: {''.join(self.output)}\n{self.stderr()}")
-
-    def stderr(self) -> str:
-        if self.proc.poll() is None:
-            return ""
-        assert self.proc.stderr is not None
-        return self.proc.stderr.read()
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-    def wait_exit(self, timeout: float = 60.0) -> int:
-        return self.proc.wait(timeout=timeout)
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)  # in-process `main([...])` finds the same ./.xephy-device
-    return tmp_path
-
-
-@pytest.fixture
-def agent(workdir: Path) -> Iterator[AgentProcess]:
-    process = AgentProcess(workdir)
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
-def run_cli(*args: str) -> int:
-    return main(list(args))
-
-
-def funded_user(workdir: Path) -> Path:
-    keypair = workdir / "user.json"
-    assert run_cli("user", "keygen", "--keypair", str(keypair)) == 0
-    assert run_cli("user", "airdrop", "2000000000", "--keypair", str(keypair)) == 0
-    assert run_cli("user", "register", "--keypair", str(keypair)) == 0
-    assert run_cli("user", "deposit", str(USER_DEPOSIT), "--keypair", str(keypair)) == 0
-    return keypair
-
-
-def user_pubkey(keypair: Path) -> str:
-    return str(Keypair.from_bytes(bytes(json.loads(keypair.read_text()))).pubkey())
-
-
-def ledger_total(workdir: Path, user: str) -> int:
-    with Ledger.open(workdir / ".xephy-device" / LEDGER_FILE) as ledger:
-        return ledger.balance(user).total
+from tests.fixtures.agent import (
+    RECHARGE,
+    USER_DEPOSIT,
+    AgentProcess,
+    funded_user,
+    ledger_total,
+    run_cli,
+    user_pubkey,
+)
 
 
 def test_user_recharge_from_a_second_terminal_grants_tokens_once(
