@@ -642,7 +642,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--json", type=Path, help="also write the rows as JSON to this file")
     parser.add_argument("--requests", type=int, default=200, help="recharges measured (and baseline samples)")
-    parser.add_argument("--users", type=int, default=20, help="users, each with one request in flight")
+    parser.add_argument(
+        "--users",
+        type=int,
+        default=1,
+        help="users, each with one request in flight (1 = latency one at a time; 20 = latency under load)",
+    )
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per phase")
     args = parser.parse_args()
     if args.requests < 1 or args.users < 1 or args.rounds < 1:

@@ -113,20 +113,25 @@ class KeyStore:
     def _load_bot(self) -> Keypair:
         text = _read_secret(self.bot_path)
         try:
-            raw = json.loads(text)
-            if not (
-                isinstance(raw, list)
-                and len(raw) == 64
-                and all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255 for b in raw)
-            ):
-                raise ValueError("expected a JSON array of 64 integers 0..255")
-            keypair = Keypair.from_bytes(bytes(raw))
+            keypair = parse_solana_keypair(text)
         except ValueError as exc:
             raise KeyFileError(
                 f"{self.bot_path}: not a Solana CLI keypair (JSON array of 64 integers): {exc}",
                 code="key_invalid",
             ) from exc
         return keypair
+
+
+def parse_solana_keypair(text: str) -> Keypair:
+    """A keypair in the Solana CLI format (a JSON array of 64 integers 0..255); ValueError otherwise."""
+    raw = json.loads(text)
+    if not (
+        isinstance(raw, list)
+        and len(raw) == 64
+        and all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255 for b in raw)
+    ):
+        raise ValueError("expected a JSON array of 64 integers 0..255")
+    return Keypair.from_bytes(bytes(raw))
 
 
 def _read_secret(path: Path) -> str:

@@ -43,10 +43,12 @@ from typing import Any
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
+from device.arg_types import lamports, machine_pubkey, nonce, ttl_seconds
 from device.chat.cli import add_token_action
 from device.config import Config
 from device.endpoints import Endpoints
 from device.errors import DeviceError
+from device.keys import parse_solana_keypair
 from device.protocol import (
     Payload,
     RecoverInfo,
@@ -77,52 +79,6 @@ class UserCommandError(DeviceError):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Argument types
-
-
-def _lamports(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of lamports, got {text!r}") from None
-    if not 0 < value <= prog.U64_MAX:
-        raise argparse.ArgumentTypeError(f"expected lamports from 1 to {prog.U64_MAX}, got {text}")
-    return value
-
-
-def _machine(text: str) -> bytes:
-    try:
-        raw = bytes.fromhex(text)
-    except ValueError:
-        raw = b""
-    if len(raw) != 32:
-        raise argparse.ArgumentTypeError(
-            f"expected the machine's Nostr public key as 64 hex characters, got {text!r}"
-        )
-    return raw
-
-
-def _ttl(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not 1 <= value <= 365 * 86_400:
-        raise argparse.ArgumentTypeError(f"expected 1 to {365 * 86_400} seconds, got {value}")
-    return value
-
-
-def _nonce(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a nonce (integer ≥ 0), got {text!r}") from None
-    if not 0 <= value <= prog.U64_MAX:
-        raise argparse.ArgumentTypeError(f"expected a nonce from 0 to {prog.U64_MAX}, got {value}")
-    return value
-
-
-# ----------------------------------------------------------------------------------------------------------
 # Keypairs
 
 
@@ -143,14 +99,7 @@ def load_keypair(path: Path) -> Keypair:
     except (OSError, UnicodeDecodeError) as exc:
         raise UserCommandError(f"{path}: cannot read keypair file: {exc}", code="keypair_invalid") from exc
     try:
-        raw = json.loads(text)
-        if not (
-            isinstance(raw, list)
-            and len(raw) == 64
-            and all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255 for b in raw)
-        ):
-            raise ValueError("expected a JSON array of 64 integers 0..255")
-        keypair = Keypair.from_bytes(bytes(raw))
+        keypair = parse_solana_keypair(text)
     except ValueError as exc:
         raise UserCommandError(
             f"{path}: not a Solana CLI keypair (JSON array of 64 integers): {exc}", code="keypair_invalid"
@@ -601,7 +550,9 @@ def add_user_commands(
     )
     device_opt = argparse.ArgumentParser(add_help=False)
     device_opt.add_argument("--relay", action="append", metavar="URL", help="relay URL (repeatable)")
-    device_opt.add_argument("--machine", type=_machine, default=None, metavar="HEX", help="machine pubkey")
+    device_opt.add_argument(
+        "--machine", type=machine_pubkey, default=None, metavar="HEX", help="machine pubkey"
+    )
     device_opt.add_argument(
         "--device-pubkey", default=None, metavar="HEX", help="the device's Nostr key whose events to trust"
     )
@@ -619,7 +570,7 @@ def add_user_commands(
     ).set_defaults(handler=cmd_user_keygen)
 
     airdrop = actions.add_parser("airdrop", parents=online, help="request lamports from a localnet stand-in")
-    airdrop.add_argument("lamports", type=_lamports, metavar="LAMPORTS")
+    airdrop.add_argument("lamports", type=lamports, metavar="LAMPORTS")
     airdrop.set_defaults(handler=cmd_user_airdrop)
 
     actions.add_parser(
@@ -629,13 +580,13 @@ def add_user_commands(
     deposit = actions.add_parser(
         "deposit", parents=online, help="move lamports from the wallet into the vault"
     )
-    deposit.add_argument("lamports", type=_lamports, metavar="LAMPORTS")
+    deposit.add_argument("lamports", type=lamports, metavar="LAMPORTS")
     deposit.set_defaults(handler=cmd_user_deposit)
 
     withdraw = actions.add_parser(
         "withdraw", parents=online, help="move available lamports back to the wallet"
     )
-    withdraw.add_argument("lamports", type=_lamports, metavar="LAMPORTS")
+    withdraw.add_argument("lamports", type=lamports, metavar="LAMPORTS")
     withdraw.set_defaults(handler=cmd_user_withdraw)
 
     balance = actions.add_parser(
@@ -653,20 +604,24 @@ def add_user_commands(
         description="Print the recover_info JSON for a Request payload, bound to --machine and --amount.",
     )
     sign.add_argument(
-        "--machine", type=_machine, required=True, metavar="HEX", help="the machine's Nostr pubkey (64 hex)"
+        "--machine",
+        type=machine_pubkey,
+        required=True,
+        metavar="HEX",
+        help="the machine's Nostr pubkey (64 hex)",
     )
     sign.add_argument(
-        "--amount", type=_lamports, required=True, metavar="LAMPORTS", help="most the device may charge"
+        "--amount", type=lamports, required=True, metavar="LAMPORTS", help="most the device may charge"
     )
     sign.add_argument(
         "--ttl",
-        type=_ttl,
+        type=ttl_seconds,
         default=DEFAULT_TTL_SECONDS,
         metavar="SECONDS",
         help=f"validity from now (default {DEFAULT_TTL_SECONDS})",
     )
     sign.add_argument(
-        "--nonce", type=_nonce, default=None, metavar="N", help="sign for nonce N (default: read from chain)"
+        "--nonce", type=nonce, default=None, metavar="N", help="sign for nonce N (default: read from chain)"
     )
     sign.add_argument(
         "--namespace-name",
@@ -687,13 +642,17 @@ def add_user_commands(
     )
     recharge_cmd.add_argument(
         "--amount",
-        type=_lamports,
+        type=lamports,
         default=None,
         metavar="LAMPORTS",
         help="default: pricing.recharge_lamports",
     )
     recharge_cmd.add_argument(
-        "--ttl", type=_ttl, default=DEFAULT_TTL_SECONDS, metavar="SECONDS", help="authorization validity"
+        "--ttl",
+        type=ttl_seconds,
+        default=DEFAULT_TTL_SECONDS,
+        metavar="SECONDS",
+        help="authorization validity",
     )
     recharge_cmd.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="wait this long")
     recharge_cmd.add_argument("--json", action="store_true", help="also print one JSON line")

@@ -22,6 +22,7 @@ from typing import TextIO
 
 from solders.keypair import Keypair
 
+from device.arg_types import positive_int, ttl_seconds
 from device.chat.auth import issue_token
 from device.chat.client import ChatClient, ChatClientError, StreamEnd
 from device.config import Config, resolve_chat_socket
@@ -31,26 +32,6 @@ __all__ = ["add_chat_command", "add_token_action", "cmd_chat", "cmd_user_token"]
 DEFAULT_TTL_SECONDS = 3600
 #: Re-sign the REPL's token when it has less than this left.
 _RENEW_BEFORE_S = 60
-
-
-def _ttl(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not 1 <= value <= 365 * 86_400:
-        raise argparse.ArgumentTypeError(f"expected 1 to {365 * 86_400} seconds, got {value}")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def _socket_path(args: argparse.Namespace, config: Config) -> Path:
@@ -208,9 +189,13 @@ def add_chat_command(
         metavar="PATH",
         help="user keypair, Solana CLI JSON (default: ~/.config/solana/id.json)",
     )
-    chat.add_argument("--max-tokens", type=_positive, default=None, metavar="N", help="most answer tokens")
+    chat.add_argument("--max-tokens", type=positive_int, default=None, metavar="N", help="most answer tokens")
     chat.add_argument(
-        "--ttl", type=_ttl, default=DEFAULT_TTL_SECONDS, metavar="SECONDS", help="token lifetime per renewal"
+        "--ttl",
+        type=ttl_seconds,
+        default=DEFAULT_TTL_SECONDS,
+        metavar="SECONDS",
+        help="token lifetime per renewal",
     )
     chat.set_defaults(handler=cmd_chat)
 
@@ -231,7 +216,7 @@ def add_token_action(
     token.add_argument("--socket", type=Path, default=None, metavar="PATH", help="chat socket to ask")
     token.add_argument(
         "--ttl",
-        type=_ttl,
+        type=ttl_seconds,
         default=DEFAULT_TTL_SECONDS,
         metavar="SECONDS",
         help=f"validity from now (default {DEFAULT_TTL_SECONDS}; the device caps it)",

@@ -263,32 +263,27 @@ class RechargeProcessor:
             await self._refuse_new(event_id, author, request.payload, exc.code, exc.message)
             return
         if self._background:
-            row = await asyncio.to_thread(
-                self._ledger.begin_recharge,
-                event_id,
-                author=author,
-                user=order.user,
-                nonce=order.nonce,
-                amount_lamports=order.amount_lamports,
-                tokens=order.tokens,
-                payload=request.payload,
-            )
+            row = await self._begin(event_id, author, order, request.payload)
             if not row.state.finished:
                 self._settle_in_background(row)
             return
         async with self._locks.hold(order.user):
-            row = await asyncio.to_thread(
-                self._ledger.begin_recharge,
-                event_id,
-                author=author,
-                user=order.user,
-                nonce=order.nonce,
-                amount_lamports=order.amount_lamports,
-                tokens=order.tokens,
-                payload=request.payload,
-            )
+            row = await self._begin(event_id, author, order, request.payload)
             if not row.state.finished:
                 await self._settle(row)
+
+    async def _begin(self, event_id: str, author: str, order: _Order, payload: str) -> RechargeRow:
+        """Record the request as ``pending`` (idempotent: a known request id returns its row)."""
+        return await asyncio.to_thread(
+            self._ledger.begin_recharge,
+            event_id,
+            author=author,
+            user=order.user,
+            nonce=order.nonce,
+            amount_lamports=order.amount_lamports,
+            tokens=order.tokens,
+            payload=payload,
+        )
 
     def _settle_in_background(self, row: RechargeRow) -> None:
         """Settle ``row`` in a task (at most one per request); errors are logged, the row resumes later."""

@@ -212,6 +212,10 @@ class RelayLink:
         self._state = LinkStatus.STOPPED
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: Any = None
+        # Outbox events go out on a second connection with no subscription: on the subscribed
+        # connection the relay first echoes our own event (it matches our #s/#p filter) and its OK
+        # then arrives ~40 ms late (delayed ACK), which stalled every reply.
+        self._publish_client: Any = None
         self._stream: Any = None
         self._slots: list[_Slot] = []
         self._by_url: dict[str, _Slot] = {}
@@ -286,6 +290,10 @@ class RelayLink:
                 self._by_url[str(slot.relay.url())] = slot
             slot.worker = asyncio.create_task(self._work(slot), name=f"relay-worker {slot.name}")
 
+        self._publish_client = ClientBuilder().build()
+        for name in self._urls:  # connected on demand by _publish_connection, on our schedule
+            await self._publish_client.add_relay(RelayUrl.parse(name), opts=RelayOptions().reconnect(False))
+
         self._reader = asyncio.create_task(self._read(), name="relay-reader")
         self._tasks = [
             asyncio.create_task(self._forever(self._supervise), name="relay-supervisor"),
@@ -320,6 +328,11 @@ class RelayLink:
                 await client.disconnect()
             with suppress(Exception):
                 await client.shutdown()
+        publish_client, self._publish_client = self._publish_client, None
+        if publish_client is not None:
+            with suppress(Exception):
+                await publish_client.shutdown()
+            del publish_client
         if self._reader is not None:
             try:
                 await asyncio.wait_for(self._reader, timeout=2.0)
@@ -441,7 +454,17 @@ class RelayLink:
         else:
             log.info("relay %s connected", slot.name, extra={"code": RELAY_CONNECTED})
         slot.ever_live = True
+        await self._publish_connection(slot)
         self.notify_outbox()
+
+    async def _publish_connection(self, slot: _Slot) -> None:
+        """Make sure the publishing connection to ``slot``'s relay is up (failures surface on send)."""
+        if self._publish_client is None or slot.url is None:
+            return
+        with suppress(Exception):
+            relay = await self._publish_client.relay(slot.url)
+            if relay.status() != RelayStatus.CONNECTED:
+                await relay.try_connect(timedelta(seconds=self._connect_timeout))
 
     async def _subscribe(self, slot: _Slot) -> None:
         """(Re)subscribe ``slot`` from the ledger cursor as it is now, minus the overlap."""
@@ -805,11 +828,12 @@ class RelayLink:
     async def _send(self, event: Any) -> SendOutcome | None:
         """Publish ``event`` to every connected relay and classify the answers (None: none connected)."""
         targets = [s for s in self._slots if s.live]
-        if not targets or self._client is None:
+        if not targets or self._publish_client is None:
             return None
         names = {str(s.url): s.name for s in targets}
+        await asyncio.gather(*(self._publish_connection(s) for s in targets))
         try:
-            out = await self._client.send_event(
+            out = await self._publish_client.send_event(
                 event,
                 target=SendEventTarget.to([s.url for s in targets]),
                 ok_timeout=timedelta(seconds=self._publish_timeout),
