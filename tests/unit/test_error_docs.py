@@ -10,6 +10,7 @@ from device.solana.program import CUSTOM_ERRORS, FRAMEWORK_ERRORS
 
 ROOT = Path(__file__).resolve().parents[2]
 CODE_LITERAL = re.compile(r"""\bcode\s*=\s*["']([a-z][a-z0-9_]*)["']""")
+LOG_CODE_LITERAL = re.compile(r"""["']code["']\s*:\s*["']([a-z][a-z0-9_]*)["']""")  # extra={"code": ...}
 
 
 def documented_codes() -> set[str]:
@@ -19,7 +20,9 @@ def documented_codes() -> set[str]:
 def codes_in_source() -> set[str]:
     found: set[str] = set()
     for path in (ROOT / "device").rglob("*.py"):
-        found.update(CODE_LITERAL.findall(path.read_text()))
+        text = path.read_text()
+        found.update(CODE_LITERAL.findall(text))
+        found.update(LOG_CODE_LITERAL.findall(text))
     return found
 
 
@@ -39,4 +42,4 @@ def test_every_on_chain_error_code_is_documented() -> None:
 
 def test_the_scanner_finds_codes() -> None:
     # Guards the test above against a regex that silently matches nothing.
-    assert {"config_invalid", "key_permissions", "insufficient_balance"} <= codes_in_source()
+    assert {"config_invalid", "key_permissions", "insufficient_balance", "agent_ready"} <= codes_in_source()
