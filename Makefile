@@ -30,7 +30,7 @@ ARGS ?=
 SYSTEM_TOOLS := cmake:cmake g++:g++ mcopy:mtools mkfs.vfat:dosfstools sfdisk:fdisk mke2fs:e2fsprogs \
 	xz:xz-utils systemd-analyze:systemd systemd-socket-activate:systemd cloud-init:cloud-init
 
-.PHONY: help system-deps setup wheelhouse run test lint typecheck unit bench clean
+.PHONY: help system-deps setup wheelhouse run test lint typecheck unit bench demo clean
 
 help:
 	@echo "make run    start the agent on embedded defaults (relay, chain stand-in, SmolLM2)"
@@ -88,6 +88,9 @@ test: lint typecheck unit
 
 bench: $(INSTALL_STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+demo: $(INSTALL_STAMP)
+	$(BIN)/python -m device.demo $(ARGS)
 
 clean:
 	rm -rf "$(VENV)" .pytest_cache .mypy_cache .ruff_cache .xephy-device build *.egg-info

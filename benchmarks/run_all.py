@@ -19,29 +19,48 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+#: Scripts in the order they run and appear in results.md; any other ``benchmarks/*.py`` runs after them.
+ORDER = ("ledger", "settlement", "recharge", "inference", "agent")
+
+
 def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (or the platform's best guess)."""
+    """The CPU model from /proc/cpuinfo, plus the board (e.g. Raspberry Pi 4) if the device tree names it."""
+    cpu = ""
     try:
+        fields: dict[str, str] = {}
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware", "model")):
-                return line.split(":", 1)[1].strip()
+            key, sep, value = line.partition(":")
+            if sep and value.strip():
+                fields.setdefault(key.strip().lower(), value.strip())
+        cpu = fields.get("model name") or fields.get("hardware") or fields.get("model") or ""
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    cpu = cpu or platform.processor() or platform.machine()
+    try:
+        board = Path("/proc/device-tree/model").read_text().strip("\0\n ")
+    except OSError:
+        board = ""
+    return f"{cpu} ({board})" if board and board not in cpu else cpu
+
+
+def scripts() -> list[Path]:
+    """Every benchmark script: :data:`ORDER` first, then the rest alphabetically."""
+    found = {p.stem: p for p in HERE.glob("*.py") if p.name != Path(__file__).name}
+    ordered = [found.pop(name) for name in ORDER if name in found]
+    return ordered + sorted(found.values())
 
 
 def main() -> int:
     """Run all benchmark scripts; exit non-zero if any failed."""
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     header = (
         f"Machine: {os.cpu_count()} cores, {cpu_model()}, {platform.machine()}, "
-        f"Python {platform.python_version()}"
+        f"Python {platform.python_version()}; load average at start {load}"
     )
     sections = [f"# Benchmark results\n\n{header}\n"]
     rows: dict[str, object] = {"machine": header}
     failed = []
-    for script in sorted(HERE.glob("*.py")):
-        if script.name == Path(__file__).name:
-            continue
+    for script in scripts():
         with tempfile.NamedTemporaryFile(suffix=".json") as out:
             print(f">> {script.name}", flush=True)
             proc = subprocess.run(
