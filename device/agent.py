@@ -130,7 +130,8 @@ class Agent:
         self.ledger = ledger
         self.plan = plan
         self.environ = dict(os.environ if environ is None else environ)
-        self.hub = hub or StateHub(DeviceState(machine_pubkey=plan.machine_pubkey, model=plan.model))
+        model_name = Path(plan.model).stem if plan.model.endswith(".gguf") else plan.model
+        self.hub = hub or StateHub(DeviceState(machine_pubkey=plan.machine_pubkey, model=model_name))
         self.signer = EventSigner(keys.nostr, session=plan.session, machine_pubkey=plan.machine_pubkey)
         self.link: RelayLink | None = None
         self.relay_urls: tuple[str, ...] = ()
