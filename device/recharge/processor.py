@@ -69,6 +69,7 @@ log = logging.getLogger(__name__)
 
 _EVENT_ID: Final = re.compile(r"[0-9a-f]{64}")
 _ADMIN_REASONS: Final = frozenset({Reason.AdminRequest, Reason.Reset})
+_LEDGER_UNWRITABLE: Final = frozenset({"ledger_disk_full", "ledger_busy", "ledger_read_only"})
 
 
 class RechargeRefusal(DeviceError):
@@ -151,6 +152,9 @@ class RechargeProcessor:
         # relay link's delivery of other users' requests; a crash leaves the row for resume.
         self._background = background_settlement
         self._settling_tasks: dict[str, asyncio.Task[None]] = {}
+        # Events whose handling failed because the ledger could not be written (disk full, locked):
+        # handled again by the retry loop (a crash loses this list; the restart's catch-up redelivers).
+        self._deferred: dict[str, IncomingEvent] = {}
 
     # ------------------------------------------------------------------------------------------ public
     async def handle(self, event: IncomingEvent) -> None:
@@ -161,6 +165,11 @@ class RechargeProcessor:
             code = exc.code if isinstance(exc, DeviceError) else "recharge_internal_error"
             log.exception("event %s: handling failed", getattr(event, "event_id", "?"), extra={"code": code})
             self._note_error(None, code, str(exc))
+            if code in _LEDGER_UNWRITABLE and isinstance(getattr(event, "event_id", None), str):
+                # The link has moved on (its cursor too): keep the event and handle it again from the
+                # retry loop once the ledger can be written, or the Request would be lost until a restart.
+                self._deferred[event.event_id] = event
+                self._schedule_retry()
 
     async def resume_unfinished(self) -> None:
         """Resume every ``pending``/``submitted`` recharge (call at start, before the relay link runs).
@@ -517,12 +526,16 @@ class RechargeProcessor:
 
     # ----------------------------------------------------------------------------------------- resume
     async def _resume_all(self) -> int:
-        """Resume every unfinished row, users concurrently; return how many are still unfinished."""
+        """Handle deferred events again, then resume every unfinished row, users concurrently; return how
+        many are still unfinished or deferred."""
+        deferred, self._deferred = self._deferred, {}
+        for event in deferred.values():  # a new storage failure defers it again
+            await self.handle(event)
         rows = await asyncio.to_thread(self._ledger.unfinished_recharges)
         if rows:
             log.info("resuming %d unfinished recharge(s)", len(rows))
             await asyncio.gather(*(self._resume_row(row) for row in rows))
-        return len(await asyncio.to_thread(self._ledger.unfinished_recharges))
+        return len(await asyncio.to_thread(self._ledger.unfinished_recharges)) + len(self._deferred)
 
     async def _resume_row(self, row: RechargeRow) -> None:
         try:
