@@ -840,6 +840,12 @@ def load_config(path: Path | None) -> Config:
         data = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise _yaml_error(path, text, exc) from None
+    except RecursionError:  # PyYAML's composer/constructor recurse once per nesting level
+        raise ConfigError(f"{path}: YAML error: nested too deeply", code="config_yaml_error") from None
+    except ValueError as exc:  # constructors: a date that does not exist, an int over Python's digit limit
+        raise ConfigError(
+            f"{path}: YAML error: {_printable(' '.join(str(exc).split()))}", code="config_yaml_error"
+        ) from None
     return parse_config(data, base_dir=path.absolute().parent)
 
 

@@ -52,6 +52,7 @@ from device.indicators.view import (
     change_line,
     latest_change,
     status_line,
+    to_ascii,
 )
 from device.state import Change, DeviceState, StateHub
 
@@ -180,7 +181,10 @@ class DisplayIndicator:
                 screen += [transient or "", state.model]
         screen = (screen + [""] * rows)[:rows]
         out: list[str] = []
-        for index, text in enumerate(screen):
+        for index, raw in enumerate(screen):
+            # Measure, cut and scroll what is sent: transliteration can grow (ß, €, ﷺ) or drop
+            # (combining marks) characters, which would push text past the display's width.
+            text = to_ascii(raw)
             since = self._since.get(index)
             if since is None or since[0] != text:
                 since = self._since[index] = (text, now)

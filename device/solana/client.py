@@ -182,6 +182,18 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+_RUST_NAME = re.compile(r"[A-Z][A-Za-z0-9]{0,63}")
+
+
+def _name_code(name: str, table: dict[str, str] | None = None) -> str:
+    """The code of a runtime/instruction error name: its snake_case (or ``table``'s entry).  A name that
+    is not a Rust variant name (empty, spaces, punctuation: a proxy's or a broken node's text) gives the
+    generic ``settlement_failed``, never a code made of whatever the node wrote."""
+    if not _RUST_NAME.fullmatch(name):
+        return "settlement_failed"
+    return (table or {}).get(name, _snake(name))
+
+
 _CUSTOM_IN_TEXT = re.compile(r"custom program error: 0x([0-9a-fA-F]+)")
 _INSTRUCTION_IN_TEXT = re.compile(r"Error processing Instruction (\d+)")
 
@@ -272,7 +284,7 @@ def error_from_transaction_error(
             inner_name = "InstructionError"
         return SettlementError(
             f"instruction {index} failed: {inner_name}",
-            code=_snake(inner_name),
+            code=_name_code(inner_name),
             error_name=inner_name,
             instruction_index=index,
             **common,
@@ -290,7 +302,7 @@ def error_from_transaction_error(
     detail_text = f" ({err[name]})" if isinstance(err, dict) else ""
     return SettlementError(
         f"transaction failed: {name}{detail_text}",
-        code=_RUNTIME_CODES.get(name, _snake(name)),
+        code=_name_code(name, _RUNTIME_CODES),
         error_name=name,
         **common,
     )
@@ -360,7 +372,7 @@ def error_from_rpc_error(
         if fragment in lowered:
             return SettlementError(
                 f"transaction refused: {message}",
-                code=_RUNTIME_CODES.get(name, _snake(name)),
+                code=_name_code(name, _RUNTIME_CODES),
                 error_name=name,
                 signature=signature,
                 logs=logs,
@@ -647,7 +659,10 @@ class ChainClient:
 
     async def _call(self, what: str, awaitable: Awaitable[T]) -> T:
         try:
-            return await awaitable
+            result = await awaitable
+            if type(result) is int:  # solders parses an error object with an unknown code as that code
+                raise SettlementError(f"{what}: RPC error {result}", code="rpc_error")
+            return result
         except SettlementError:
             raise
         except SolanaJsonRpcError as exc:
@@ -664,10 +679,23 @@ class ChainClient:
             ValueError,
         ) as exc:
             raise _rpc_failure(exc, what) from exc
+        except BaseException as exc:
+            # solders' Rust parser panics (pyo3 PanicException, a BaseException) on some malformed
+            # replies, e.g. a -32002 error without "data": an unreadable answer, not a crash.
+            if type(exc).__name__ != "PanicException":
+                raise
+            message = f"{what}: malformed RPC response (parser panic)"
+            raise SettlementError(message, code="rpc_error") from exc
 
     async def _accounts(self, keys: Sequence[Pubkey]) -> list[Account | None]:
         resp = await self._call("getMultipleAccounts", self._rpc.get_multiple_accounts(list(keys)))
-        return list(resp.value)
+        accounts = list(resp.value)
+        if len(accounts) != len(keys):
+            raise SettlementError(
+                f"getMultipleAccounts: malformed RPC response ({len(accounts)} accounts, {len(keys)} keys)",
+                code="rpc_error",
+            )
+        return accounts
 
     def _owned(self, account: Account | None, what: str, address: Pubkey) -> bytes | None:
         if account is None:

@@ -1,0 +1,127 @@
+"""Cross-cutting fuzz / bad-input suite (see README.md): strategies, per-target counters, long mode.
+
+``TALLY`` counts, per target, the inputs tried, how each ended (accepted, refused with a code,
+crashed, unexpected exception) and is printed as a table by ``conftest.pytest_terminal_summary``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: ``XEPHY_FUZZ_LONG=1``: every target runs ``LONG_FACTOR`` times the default examples (at least
+#: ``LONG_MIN``), i.e. tens of thousands for the cheap in-process targets.
+LONG = os.environ.get("XEPHY_FUZZ_LONG", "") not in ("", "0", "false", "no")
+LONG_FACTOR = int(os.environ.get("XEPHY_FUZZ_FACTOR", "100"))
+LONG_MIN = 2_000
+
+
+def fuzz_settings(default_examples: int, *, long_examples: int | None = None) -> settings:
+    """Settings for one fuzz target: ``default_examples`` under ``make test``, many more when LONG."""
+    examples = default_examples
+    if LONG:
+        examples = long_examples or max(LONG_MIN, default_examples * LONG_FACTOR)
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.filter_too_much,
+            HealthCheck.large_base_example,
+            HealthCheck.function_scoped_fixture,
+        ],
+        print_blob=True,
+    )
+
+
+def documented_codes() -> frozenset[str]:
+    """Every `code` named in docs/errors.md."""
+    text = (ROOT / "docs" / "errors.md").read_text(encoding="utf-8")
+    return frozenset(re.findall(r"`([a-z][a-z0-9_]*)`", text))
+
+
+DOCUMENTED = documented_codes()
+
+
+@dataclass
+class Target:
+    """Outcome counters of one fuzz target."""
+
+    tried: int = 0
+    accepted: int = 0
+    crashes: int = 0
+    unexpected: int = 0
+    refusals: Counter[str] = field(default_factory=Counter)
+    first_problem: str | None = None
+
+
+class Tally:
+    """Per-target counters, shared by every fuzz test of the session."""
+
+    def __init__(self) -> None:
+        self.targets: dict[str, Target] = {}
+
+    def __getitem__(self, name: str) -> Target:
+        return self.targets.setdefault(name, Target())
+
+    def tried(self, name: str) -> None:
+        self[name].tried += 1
+
+    def accepted(self, name: str) -> None:
+        self[name].accepted += 1
+
+    def refused(self, name: str, code: str) -> None:
+        self[name].refusals[code] += 1
+
+    def crash(self, name: str, what: Any) -> None:
+        target = self[name]
+        target.crashes += 1
+        target.first_problem = target.first_problem or f"crash: {what!r}"[:200]
+
+    def unexpected(self, name: str, what: Any) -> None:
+        target = self[name]
+        target.unexpected += 1
+        target.first_problem = target.first_problem or f"unexpected: {what!r}"[:200]
+
+
+TALLY = Tally()
+
+
+def attempt(
+    target: str,
+    call: Any,
+    *,
+    error: type[BaseException] | tuple[type[BaseException], ...],
+    allowed: frozenset[str] | None = None,
+) -> Any:
+    """Run ``call()`` as one input of ``target``; return its result or the typed error it raised.
+
+    Counted as accepted, refused (by code), crash (any other exception: re-raised) or unexpected
+    (the typed error without a documented code: the test fails)."""
+    TALLY.tried(target)
+    try:
+        result = call()
+    except error as exc:
+        code = getattr(exc, "code", None)
+        if not isinstance(code, str) or code not in (allowed if allowed is not None else DOCUMENTED):
+            TALLY.unexpected(target, exc)
+            raise AssertionError(f"{target}: refusal without a documented code: {code!r} ({exc})") from exc
+        if not str(getattr(exc, "message", exc)):
+            TALLY.unexpected(target, exc)
+            raise AssertionError(f"{target}: refusal {code} without a message") from exc
+        TALLY.refused(target, code)
+        return exc
+    except Exception as exc:
+        TALLY.crash(target, exc)
+        raise
+    TALLY.accepted(target)
+    return result
