@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import _table
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -210,22 +212,6 @@ def measure(scratch: Path, runs: int, with_smollm2: bool) -> dict[str, Any]:
     }
 
 
-def row(
-    figure: str, value: float, unit: str, baseline: float, baseline_figure: str, target: str, met: bool | None
-) -> dict[str, Any]:
-    """One table row in the house format (same keys as the other benchmark scripts)."""
-    return {
-        "figure": figure,
-        "value": round(value, 3),
-        "unit": unit,
-        "baseline": round(baseline, 3),
-        "baseline_figure": baseline_figure,
-        "ratio": round(value / baseline, 3) if baseline else 0.0,
-        "target": target,
-        "meets_target": met,
-    }
-
-
 def rows_of(result: dict[str, Any]) -> list[dict[str, Any]]:
     """The table rows for a :func:`measure` result."""
     m = result["medians"]
@@ -233,7 +219,7 @@ def rows_of(result: dict[str, Any]) -> list[dict[str, Any]]:
     bare_figure = f'VmRSS of bare `python -c "{BARE_IMPORTS}"` (MB)'
     tiny_mb = m["tiny_rss_kb"] / 1024
     rows = [
-        row(
+        _table.row(
             "agent VmRSS after READY=1, tiny GGUF (no model to speak of)",
             tiny_mb,
             "MB",
@@ -245,7 +231,7 @@ def rows_of(result: dict[str, Any]) -> list[dict[str, Any]]:
     ]
     if "smollm2_rss_kb" in m:
         rows.append(
-            row(
+            _table.row(
                 "agent VmRSS after READY=1, SmolLM2-135M-Instruct Q4_1",
                 m["smollm2_rss_kb"] / 1024,
                 "MB",
@@ -258,7 +244,7 @@ def rows_of(result: dict[str, Any]) -> list[dict[str, Any]]:
     import_figure = 'wall time of `python -c "import device.agent"` (s)'
     tiny_s = m["tiny_start_s"]
     rows.append(
-        row(
+        _table.row(
             "spawn → READY=1, tiny GGUF (no model load)",
             tiny_s,
             "s",
@@ -271,7 +257,7 @@ def rows_of(result: dict[str, Any]) -> list[dict[str, Any]]:
     if "smollm2_start_s" in m:
         smol_s = m["smollm2_start_s"]
         rows.append(
-            row(
+            _table.row(
                 "spawn → READY=1, SmolLM2-135M-Instruct Q4_1",
                 smol_s,
                 "s",
@@ -290,15 +276,8 @@ def markdown(result: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         f"Agent: `xephy-device run` on embedded defaults, {result['runs']} runs (median), "
         f"tiny GGUF {result['tiny_model_bytes']:,} bytes",
         "",
-        "| figure | agent | baseline | ratio | target | met |",
-        "|---|---:|---|---:|---|---|",
+        _table.markdown(rows, "agent"),
     ]
-    for r in rows:
-        met = {True: "yes", False: "**no**", None: "–"}[r["meets_target"]]
-        lines.append(
-            f"| {r['figure']} | {r['value']:,.2f} {r['unit']} | {r['baseline']:,.2f} "
-            f"({r['baseline_figure']}) | {r['ratio']:.2f} | {r['target']} | {met} |"
-        )
     return "\n".join(lines)
 
 

@@ -28,6 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import _table
+
 from device.ledger import Ledger, OutboxEvent, TransactionRecord
 
 CYCLES_TARGET = 2_000  # cycles/s
@@ -127,28 +129,13 @@ def ledger_rebuild_s(directory: Path, records: list[TransactionRecord]) -> float
     return elapsed
 
 
-def row(
-    figure: str, value: float, unit: str, baseline: float, baseline_figure: str, target: str, met: bool | None
-) -> dict[str, Any]:
-    return {
-        "figure": figure,
-        "value": round(value, 3),
-        "unit": unit,
-        "baseline": round(baseline, 3),
-        "baseline_figure": baseline_figure,
-        "ratio": round(value / baseline, 3),
-        "target": target,
-        "meets_target": met,
-    }
-
-
 def measure(directory: Path, seconds: float, rounds: int, n_records: int) -> list[dict[str, Any]]:
     rows = []
     bare, cycles = median_of_alternating(
         rounds, directory, seconds, bare_transactions_per_s, ledger_cycles_per_s
     )
     rows.append(
-        row(
+        _table.row(
             "grant+reserve+commit cycles/s (synchronous=FULL, 2 fsyncs/cycle)",
             cycles,
             "cycles/s",
@@ -167,7 +154,7 @@ def measure(directory: Path, seconds: float, rounds: int, n_records: int) -> lis
         finally:
             shutil.rmtree(shm, ignore_errors=True)
         rows.append(
-            row(
+            _table.row(
                 "same cycles/s on tmpfs (no fsync: CPU cost only)",
                 cycles,
                 "cycles/s",
@@ -181,7 +168,7 @@ def measure(directory: Path, seconds: float, rounds: int, n_records: int) -> lis
     bare_s = bare_executemany_s(directory, records)
     rebuild_s = ledger_rebuild_s(directory, records)
     rows.append(
-        row(
+        _table.row(
             f"rebuild {n_records:,} Transaction records",
             rebuild_s,
             "s",
@@ -192,20 +179,6 @@ def measure(directory: Path, seconds: float, rounds: int, n_records: int) -> lis
         )
     )
     return rows
-
-
-def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| figure | ledger | baseline | ratio | target | met |",
-        "|---|---:|---|---:|---|---|",
-    ]
-    for r in rows:
-        met = {True: "yes", False: "**no**", None: "–"}[r["meets_target"]]
-        lines.append(
-            f"| {r['figure']} | {r['value']:,.2f} {r['unit']} | {r['baseline']:,.2f} "
-            f"({r['baseline_figure']}) | {r['ratio']:.2f} | {r['target']} | {met} |"
-        )
-    return "\n".join(lines)
 
 
 def main() -> None:
@@ -222,7 +195,7 @@ def main() -> None:
         rows = measure(scratch, args.seconds, args.rounds, args.records)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    print(markdown(rows))
+    print(_table.markdown(rows, "ledger"))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 

@@ -51,6 +51,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import _table
 from nostr_sdk import (
     Client,
     Event,
@@ -534,28 +535,6 @@ async def measure(requests: int, n_users: int, rounds: int) -> list[dict[str, An
     return rows(recharge_ms, relay_ms, bare_ms, timings, n_users)
 
 
-def row(
-    figure: str,
-    value: float,
-    unit: str,
-    baseline: float,
-    baseline_figure: str,
-    target: str,
-    meets_target: bool | None,
-) -> dict[str, Any]:
-    """One table row in the house format."""
-    return {
-        "figure": figure,
-        "value": value,
-        "unit": unit,
-        "baseline": baseline,
-        "baseline_figure": baseline_figure,
-        "ratio": value / baseline if baseline else float("inf"),
-        "target": target,
-        "meets_target": meets_target,
-    }
-
-
 def rows(
     recharge_ms: list[float], relay_ms: list[float], bare_ms: list[float], timings: Timings, n_users: int
 ) -> list[dict[str, Any]]:
@@ -574,7 +553,7 @@ def rows(
     )
     where = f"{n} requests, {n_users} users in flight"
     return [
-        row(
+        _table.row(
             f"recharge p50, Request published → Transaction received ({where})",
             rc50,
             "ms",
@@ -583,7 +562,7 @@ def rows(
             f"<= {P50_TARGET_MS:g} ms",
             rc50 <= P50_TARGET_MS,
         ),
-        row(
+        _table.row(
             f"recharge p99 ({where})",
             rc99,
             "ms",
@@ -592,7 +571,7 @@ def rows(
             f"<= {P99_TARGET_MS:g} ms",
             rc99 <= P99_TARGET_MS,
         ),
-        row(
+        _table.row(
             "device overhead = recharge p50 − 2 × relay p50 − bare pay p50",
             overhead,
             "ms",
@@ -601,7 +580,7 @@ def rows(
             "information",
             None,
         ),
-        row(
+        _table.row(
             "in path, mean per recharge: prepare_pay + submit",
             settle,
             "ms",
@@ -610,7 +589,7 @@ def rows(
             "information",
             None,
         ),
-        row(
+        _table.row(
             f"in path, mean per recharge: ledger calls (of which writes {writes * 1e3 / n:.1f} ms)",
             ledger,
             "ms",
@@ -624,17 +603,7 @@ def rows(
 
 def markdown(table: list[dict[str, Any]]) -> str:
     """The rows as a markdown table."""
-    lines = [
-        "| figure | recharge | baseline | ratio | target | met |",
-        "|---|---:|---|---:|---|---|",
-    ]
-    for r in table:
-        met = {True: "yes", False: "**no**", None: "–"}[r["meets_target"]]
-        lines.append(
-            f"| {r['figure']} | {r['value']:,.2f} {r['unit']} | {r['baseline']:,.2f} "
-            f"({r['baseline_figure']}) | {r['ratio']:.2f} | {r['target']} | {met} |"
-        )
-    return "\n".join([*lines, "", NOTE])
+    return "\n".join([_table.markdown(table, "recharge"), "", NOTE])
 
 
 def main() -> None:

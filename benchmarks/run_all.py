@@ -45,7 +45,9 @@ def cpu_model() -> str:
 
 def scripts() -> list[Path]:
     """Every benchmark script: :data:`ORDER` first, then the rest alphabetically."""
-    found = {p.stem: p for p in HERE.glob("*.py") if p.name != Path(__file__).name}
+    found = {
+        p.stem: p for p in HERE.glob("*.py") if p.name != Path(__file__).name and not p.name.startswith("_")
+    }
     ordered = [found.pop(name) for name in ORDER if name in found]
     return ordered + sorted(found.values())
 

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import _table
 from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.signature import Signature
@@ -100,7 +101,7 @@ def build_rows(iterations: int) -> list[dict[str, Any]]:
         bare_ms.append(median_ms(bare, iterations // 5))
     value, baseline = statistics.median(ours_ms), statistics.median(bare_ms)
     return [
-        row(
+        _table.row(
             "verify + build + sign one pay (median)",
             value,
             "ms",
@@ -155,7 +156,7 @@ async def e2e_rows(pays: int) -> list[dict[str, Any]]:
                 assert outcome.ok, outcome
     value, baseline = statistics.median(e2e) / 1e6, statistics.median(health) / 1e6
     return [
-        row(
+        _table.row(
             f"pay + confirm against the localnet stand-in (median of {pays})",
             value,
             "ms",
@@ -167,41 +168,6 @@ async def e2e_rows(pays: int) -> list[dict[str, Any]]:
     ]
 
 
-def row(
-    figure: str,
-    value: float,
-    unit: str,
-    baseline: float,
-    baseline_figure: str,
-    target: str,
-    meets_target: bool | None,
-) -> dict[str, Any]:
-    return {
-        "figure": figure,
-        "value": value,
-        "unit": unit,
-        "baseline": baseline,
-        "baseline_figure": baseline_figure,
-        "ratio": value / baseline if baseline else float("inf"),
-        "target": target,
-        "meets_target": meets_target,
-    }
-
-
-def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| figure | settlement | baseline | ratio | target | met |",
-        "|---|---:|---|---:|---|---|",
-    ]
-    for r in rows:
-        met = {True: "yes", False: "**no**", None: "–"}[r["meets_target"]]
-        lines.append(
-            f"| {r['figure']} | {r['value']:,.3f} {r['unit']} | {r['baseline']:,.3f} "
-            f"({r['baseline_figure']}) | {r['ratio']:.2f} | {r['target']} | {met} |"
-        )
-    return "\n".join(lines)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--json", type=Path, help="also write the rows as JSON to this file")
@@ -209,7 +175,7 @@ def main() -> None:
     parser.add_argument("--pays", type=int, default=100, help="end-to-end pays against the stand-in")
     args = parser.parse_args()
     rows = build_rows(args.iterations) + asyncio.run(e2e_rows(args.pays))
-    print(markdown(rows))
+    print(_table.markdown(rows, "settlement", digits=3))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 
