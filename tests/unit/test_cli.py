@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from device.cli import CONFIG_ENV, find_config_path, main
+from device.cli import CONFIG_ENV, build_parser, find_config_path, main
 
 
 def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -134,3 +135,21 @@ def test_run_prints_what_it_serves_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -
     assert "stopped" in rest
     assert "Traceback" not in err
     assert (tmp_path / ".xephy-device" / "ledger.sqlite3").exists()
+
+
+def leaf_commands(parser: argparse.ArgumentParser, prefix: str = "") -> list[str]:
+    """Every runnable command path, e.g. ``user recharge`` (argparse keeps subcommands in _actions)."""
+    paths: list[str] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                path = f"{prefix} {name}".strip()
+                paths += leaf_commands(sub, path) or [path]
+    return paths
+
+
+def test_every_command_is_documented_in_docs_cli() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+    commands = leaf_commands(build_parser())
+    assert {"run", "keys init", "user recharge", "ledger rebuild", "chat"} <= set(commands)
+    assert [c for c in commands if f"`{c}" not in doc and f"`xephy-device {c}" not in doc] == []
