@@ -8,28 +8,20 @@ is fetched page by page, walking ``until`` backwards, and deduplicated by id.
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
 from nostr_sdk import (
-    Client,
     Event,
-    Filter,
-    Kind,
-    PublicKey,
-    RelayStatus,
-    RelayUrl,
     ReqTarget,
-    SingleLetterTag,
     Timestamp,
 )
 
 from device.errors import DeviceError
 from device.ledger import TransactionRecord
-from device.protocol import KIND, ProtocolError, Transaction, decode_message, read_routing
+from device.nostr_client import RelayUnreachable, connected_client, machine_filter
+from device.protocol import ProtocolError, Transaction, decode_message, read_routing
 
 log = logging.getLogger(__name__)
 
@@ -74,51 +66,26 @@ async def fetch_transactions(
     relays: Sequence[str], *, authors: Sequence[str], session: str, machine: str, user: str | None = None
 ) -> list[TransactionRecord]:
     """Every trusted Transaction about ``machine`` (optionally for one ``user``) the relays hold."""
-    client = Client()
     try:
-        for url in relays:
-            await client.add_relay(RelayUrl.parse(url))
-        await client.connect(timedelta(seconds=5))
-        statuses = [relay.status() for relay in (await client.relays()).values()]
-        if RelayStatus.CONNECTED not in statuses:
-            raise FeedError(f"no relay reachable: {', '.join(relays)}")
-        events: list[Event] = []
-        until: int | None = None
-        while True:
-            target = ReqTarget.auto([_filter(authors, session, machine, until)])
-            batch: list[Event] = list(await client.fetch_events(target, FETCH_TIMEOUT))
-            events.extend(batch)
-            if len(batch) < PAGE_LIMIT:
-                break
-            oldest = min(int(e.created_at().as_secs()) for e in batch)
-            if until is not None and oldest >= until:
-                break
-            until = oldest  # inclusive: the next page repeats the oldest second; dedupe handles it
-        return transaction_records(events, authors=set(authors), session=session, machine=machine, user=user)
+        async with connected_client(relays) as client:
+            events: list[Event] = []
+            until: int | None = None
+            while True:
+                flt = machine_filter(session, machine, authors).limit(PAGE_LIMIT)
+                if until is not None:
+                    flt = flt.until(Timestamp.from_secs(until))
+                batch: list[Event] = list(await client.fetch_events(ReqTarget.auto([flt]), FETCH_TIMEOUT))
+                events.extend(batch)
+                if len(batch) < PAGE_LIMIT:
+                    break
+                oldest = min(int(e.created_at().as_secs()) for e in batch)
+                if until is not None and oldest >= until:
+                    break
+                until = oldest  # inclusive: the next page repeats the oldest second; dedupe handles it
+    except RelayUnreachable as exc:
+        raise FeedError(exc.message) from exc
     except DeviceError:
         raise
     except Exception as exc:  # nostr_sdk raises its own error classes
         raise FeedError(f"cannot read Transaction events from {', '.join(relays)}: {exc}") from exc
-    finally:
-        await client.shutdown()
-        del client
-        gc.collect()
-        await asyncio.sleep(0)
-
-
-def _filter(authors: Sequence[str], session: str, machine: str, until: int | None) -> Filter:
-    flt = (
-        Filter()
-        .kind(Kind(KIND))
-        .authors([PublicKey.parse(a) for a in authors])
-        .custom_tag(_tag("s"), session)
-        .custom_tag(_tag("p"), machine)
-        .limit(PAGE_LIMIT)
-    )
-    if until is not None:
-        flt = flt.until(Timestamp.from_secs(until))
-    return flt
-
-
-def _tag(letter: str) -> SingleLetterTag:
-    return SingleLetterTag.from_byte(ord(letter))
+    return transaction_records(events, authors=set(authors), session=session, machine=machine, user=user)

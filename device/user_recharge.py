@@ -15,29 +15,22 @@ real network pass ``--relay``, ``--machine`` and ``--device-pubkey``.
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 
 from nostr_sdk import (
-    Client,
     Event,
     EventBuilder,
-    Filter,
     Keys,
     Kind,
-    PublicKey,
-    RelayStatus,
-    RelayUrl,
     ReqTarget,
-    SingleLetterTag,
     Tag,
     Timestamp,
 )
 
 from device.errors import DeviceError
+from device.nostr_client import RelayUnreachable, connected_client, machine_filter
 from device.protocol import (
     KIND,
     ZERO_EVENT_ID,
@@ -52,8 +45,6 @@ from device.protocol import (
     encode_message,
     event_tags,
 )
-
-CONNECT_TIMEOUT = timedelta(seconds=5)
 
 
 class RechargeFailed(DeviceError):
@@ -99,38 +90,26 @@ async def recharge(payload: str, target: RechargeTarget, *, wait_seconds: float)
     user = decode_payload(payload).user
     event = build_request_event(payload, target, Keys.generate())
     request_id = event.id().to_hex()
-    client = Client()
     try:
-        for url in target.relays:
-            await client.add_relay(RelayUrl.parse(url))
-        await client.connect(CONNECT_TIMEOUT)
-        if RelayStatus.CONNECTED not in [r.status() for r in (await client.relays()).values()]:
-            raise RechargeFailed(f"no relay reachable: {', '.join(target.relays)}", code="relay_unreachable")
-        since = Timestamp.from_secs(int(time.time()) - 5)
-        flt = (
-            Filter()
-            .kind(Kind(KIND))
-            .author(PublicKey.parse(target.device_pubkey))
-            .custom_tag(SingleLetterTag.from_byte(ord("s")), target.session)
-            .custom_tag(SingleLetterTag.from_byte(ord("p")), target.machine_pubkey)
-            .since(since)
-        )
-        await client.subscribe(ReqTarget.auto([flt]))
-        stream = client.notifications()
-        sent = await client.send_event(event)
-        if not sent.success:
-            raise RechargeFailed(f"no relay accepted the request: {sent.failed}", code="relay_publish_failed")
-        return await asyncio.wait_for(_await_answer(stream, request_id, user), wait_seconds)
+        async with connected_client(target.relays) as client:
+            since = Timestamp.from_secs(int(time.time()) - 5)
+            flt = machine_filter(target.session, target.machine_pubkey, [target.device_pubkey]).since(since)
+            await client.subscribe(ReqTarget.auto([flt]))
+            stream = client.notifications()
+            sent = await client.send_event(event)
+            if not sent.success:
+                raise RechargeFailed(
+                    f"no relay accepted the request: {sent.failed}", code="relay_publish_failed"
+                )
+            return await asyncio.wait_for(_await_answer(stream, request_id, user), wait_seconds)
+    except RelayUnreachable as exc:
+        raise RechargeFailed(exc.message, code=exc.code) from exc
     except TimeoutError:
         raise RechargeFailed(
             f"no answer from the device within {wait_seconds:.0f} s (request {request_id}); "
             "it may still be settling: check `xephy-device user balance`",
             code="recharge_timeout",
         ) from None
-    finally:
-        await client.shutdown()
-        del client
-        gc.collect()
 
 
 async def _await_answer(stream: object, request_id: str, user: str) -> RechargeResult:

@@ -2,64 +2,39 @@
 
 from __future__ import annotations
 
-import asyncio
-import gc
-from collections.abc import AsyncIterator
-from datetime import timedelta
-
 import pytest
-from nostr_sdk import Client, Event, Keys, LocalRelayBuilder, RateLimit, RelayUrl
+from nostr_sdk import Event, Keys
 
 from device.nostr_events import EventSigner
 from device.protocol import Transaction
 from device.transaction_feed import FeedError, fetch_transactions
+from tests.fixtures.relay import peer
 
 SESSION = "dephy-dsproxy-controller"
 USER = "AKnL4NNf3DGWZJS6cPknBuEGnVsV4A4m5tgebLHaRSZ9"
 OTHER_USER = "ED8s9pa1X4upkCCTk5HEkmCnGGAs8Ymm4HbyqP53pHcb"
 
 
-@pytest.fixture
-async def relay_url() -> AsyncIterator[str]:
-    relay = LocalRelayBuilder().rate_limit(RateLimit(max_reqs=10_000, notes_per_minute=10_000_000)).build()
-    await relay.run()
-    try:
-        yield str(await relay.url())
-    finally:
-        relay.shutdown()
-        del relay
-        gc.collect()
-        await asyncio.sleep(0.1)
-
-
 async def publish(url: str, events: list[Event]) -> None:
-    client = Client()
-    try:
-        await client.add_relay(RelayUrl.parse(url))
-        await client.connect(timedelta(seconds=3))
+    async with peer(url) as user:
         for event in events:
-            out = await client.send_event(event)
-            assert out.success, out.failed
-    finally:
-        await client.shutdown()
-        del client
-        gc.collect()
+            await user.publish(event)
 
 
 def signer(keys: Keys, machine: str, session: str = SESSION, at: int | None = None) -> EventSigner:
     return EventSigner(keys, session=session, machine_pubkey=machine, clock=(lambda: at) if at else None)
 
 
-async def test_only_device_and_trusted_authors_count(relay_url: str) -> None:
+async def test_only_device_and_trusted_authors_count(embedded_relay: str) -> None:
     device, trusted, stranger, machine = Keys.generate(), Keys.generate(), Keys.generate(), "ab" * 32
     events = [
         signer(device, machine).sign(Transaction(user=USER, tokens=100)),
         signer(trusted, machine).sign(Transaction(user=USER, tokens=-30)),
         signer(stranger, machine).sign(Transaction(user=USER, tokens=1_000_000)),
     ]
-    await publish(relay_url, [Event.from_json(e.event_json) for e in events])
+    await publish(embedded_relay, [Event.from_json(e.event_json) for e in events])
     records = await fetch_transactions(
-        [relay_url],
+        [embedded_relay],
         authors=[device.public_key().to_hex(), trusted.public_key().to_hex()],
         session=SESSION,
         machine=machine,
@@ -67,7 +42,7 @@ async def test_only_device_and_trusted_authors_count(relay_url: str) -> None:
     assert sorted(r.tokens for r in records) == [-30, 100]
 
 
-async def test_other_machines_sessions_and_users_are_filtered_out(relay_url: str) -> None:
+async def test_other_machines_sessions_and_users_are_filtered_out(embedded_relay: str) -> None:
     device, machine = Keys.generate(), "ab" * 32
     author = [device.public_key().to_hex()]
     events = [
@@ -76,14 +51,14 @@ async def test_other_machines_sessions_and_users_are_filtered_out(relay_url: str
         signer(device, machine, session="other").sign(Transaction(user=USER, tokens=9)),
         signer(device, machine).sign(Transaction(user=OTHER_USER, tokens=10)),
     ]
-    await publish(relay_url, [Event.from_json(e.event_json) for e in events])
+    await publish(embedded_relay, [Event.from_json(e.event_json) for e in events])
     records = await fetch_transactions(
-        [relay_url], authors=author, session=SESSION, machine=machine, user=USER
+        [embedded_relay], authors=author, session=SESSION, machine=machine, user=USER
     )
     assert [r.tokens for r in records] == [7]
 
 
-async def test_history_longer_than_one_relay_page_is_read_completely(relay_url: str) -> None:
+async def test_history_longer_than_one_relay_page_is_read_completely(embedded_relay: str) -> None:
     device, machine = Keys.generate(), "ab" * 32
     base = 1_760_000_000
     events = [
@@ -92,9 +67,9 @@ async def test_history_longer_than_one_relay_page_is_read_completely(relay_url: 
         )
         for i in range(1200)
     ]
-    await publish(relay_url, events)
+    await publish(embedded_relay, events)
     records = await fetch_transactions(
-        [relay_url], authors=[device.public_key().to_hex()], session=SESSION, machine=machine
+        [embedded_relay], authors=[device.public_key().to_hex()], session=SESSION, machine=machine
     )
     assert len(records) == 1200
     assert sum(r.tokens for r in records) == sum(range(1, 1201))
