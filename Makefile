@@ -90,7 +90,7 @@ bench: $(INSTALL_STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 demo: $(INSTALL_STAMP)
-	$(BIN)/python -m device.demo $(ARGS)
+	$(BIN)/python -m device.devtools.demo $(ARGS)
 
 clean:
 	rm -rf "$(VENV)" .pytest_cache .mypy_cache .ruff_cache .xephy-device build *.egg-info

@@ -88,8 +88,8 @@ from device.relay import EmbeddedRelay, RelayLink
 from device.solana.client import SettlementClient, SignedPay, SignedTransaction, TxOutcome
 from device.solana.program import ProgramRef, ProgramVersion
 from device.state import LinkStatus, StateHub
-from device.user_commands import sign_payload
-from device.user_recharge import RechargeTarget, build_request_event
+from device.wallet.recharge import RechargeTarget, build_request_event
+from device.wallet.signing import sign_payload
 
 P50_TARGET_MS = 50.0
 P99_TARGET_MS = 250.0

@@ -31,7 +31,6 @@ from device import __version__
 from device.button import build_button
 from device.chat.server import ChatService
 from device.config import EMBEDDED, Config, ConfigError, resolve_chat_socket, resolve_model_path
-from device.embedded_chain import EmbeddedChain
 from device.endpoints import Endpoints
 from device.indicators import build_indicators
 from device.indicators.display import DisplayIndicator
@@ -292,6 +291,9 @@ class Agent:
     async def _start_chain(self, stack: AsyncExitStack) -> str:
         if self.config.solana.rpc_url != EMBEDDED:
             return self.config.solana.rpc_url
+        # Only this path needs the chain stand-in: a real RPC URL never imports device.localnet.
+        from device.localnet.embedded import EmbeddedChain
+
         chain = EmbeddedChain(self.config.device.state_dir, self.config.solana, self.keys.bot)
         url = await chain.start()
         stack.push_async_callback(chain.stop)

@@ -1,4 +1,8 @@
-"""``xephy-device``: the command line of the agent.
+"""``xephy-device``: the command line of the agent -- a thin root over :mod:`device.commands`.
+
+The root knows each command group's name, one-line help and module (:data:`COMMANDS`); it imports
+a group's module only when that command runs (or its ``--help`` is asked for), so ``xephy-device
+--help`` and a ``user`` command never load the agent, the model, aiohttp or the chain stand-in.
 
 Exit codes: 0 success, 1 a runtime failure (printed as ``code: message``),
 2 a usage or configuration error (the message names the offending key path).
@@ -8,35 +12,67 @@ Commands are listed in ``docs/cli.md``.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
+import importlib
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-
-import yaml
+from typing import Final
 
 from device import __version__
-from device.agent import Agent, ServicePlan, run_until_signalled
-from device.chat.cli import add_chat_command
-from device.config import DEFAULT_CONFIG_PATH, Config, ConfigError, config_to_dict, load_config
-from device.doctor import add_doctor_command
+from device.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from device.errors import DeviceError
-from device.keys import KeyStore
-from device.ledger import Ledger
-from device.ledger_commands import add_ledger_command
-from device.localnet.cli import add_localnet_command
-from device.logs import configure_logging
-from device.provision.command import add_provision_command
-from device.user_commands import add_user_commands
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-CONFIG_ENV = "XEPHY_DEVICE_CONFIG"
+EXIT_OK: Final = 0
+EXIT_FAILURE: Final = 1
+EXIT_USAGE: Final = 2
+CONFIG_ENV: Final = "XEPHY_DEVICE_CONFIG"
 
 Handler = Callable[[argparse.Namespace, Config], int]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandGroup:
+    """One top-level command: the module that implements it and its line in ``--help``.
+
+    ``module`` has ``configure(parser, common)``; ``takes_config`` says whether the command itself
+    takes ``--config`` (a group of actions gives it to each action instead).
+    """
+
+    module: str
+    help: str
+    takes_config: bool
+
+
+#: Every top-level command, in ``--help`` order.
+COMMANDS: Final[Mapping[str, CommandGroup]] = {
+    "run": CommandGroup("device.commands.run", "start the agent (Ctrl-C to stop)", True),
+    "keys": CommandGroup("device.commands.keys", "create or show the device keys", False),
+    "config": CommandGroup("device.commands.config", "validate or print the configuration", False),
+    "user": CommandGroup(
+        "device.commands.user",
+        "user side: keypair, register, deposit/withdraw, balance, sign an authorization",
+        False,
+    ),
+    "localnet": CommandGroup(
+        "device.commands.localnet",
+        "run the loopback Solana JSON-RPC stand-in for tests and demos (not a validator)",
+        True,
+    ),
+    "provision": CommandGroup(
+        "device.commands.provision",
+        "write config, keys and first-boot setup onto a Raspberry Pi OS image or SD card",
+        True,
+    ),
+    "doctor": CommandGroup(
+        "device.commands.doctor", "check config, keys, model, hardware, relay, RPC, socket and clock", True
+    ),
+    "ledger": CommandGroup("device.commands.ledger", "rebuild balances from the relays and compare", False),
+    "chat": CommandGroup(
+        "device.commands.chat", "chat with the local model (REPL, or -m for one question)", True
+    ),
+}
 
 
 def find_config_path(explicit: Path | None, environ: Mapping[str, str], default: Path) -> Path | None:
@@ -53,63 +89,12 @@ def find_config_path(explicit: Path | None, environ: Mapping[str, str], default:
     return None
 
 
-def cmd_run(args: argparse.Namespace, config: Config) -> int:
-    """Start the agent and serve until SIGINT/SIGTERM."""
-    configure_logging(config.device.log_level)
-    store = KeyStore(config.device.state_dir)
-    keys, created = store.init()
-    for path in created:
-        print(f"generated {path}", file=sys.stderr)
-    plan = ServicePlan.build(config, keys, os.environ)
-    with Ledger.open(plan.ledger_path) as ledger:
-        agent = Agent(config, keys, ledger, plan)
-        asyncio.run(run_until_signalled(agent, sys.stdout))
-    print("stopped", file=sys.stdout)
-    return EXIT_OK
+def build_parser(load: Collection[str] = COMMANDS.keys()) -> argparse.ArgumentParser:
+    """The argument parser (``xephy-device --help``).
 
-
-def cmd_keys_init(args: argparse.Namespace, config: Config) -> int:
-    """Create the device keys that are missing; never overwrite existing ones."""
-    store = KeyStore(config.device.state_dir)
-    keys, created = store.init()
-    for path in (store.nostr_path, store.bot_path):
-        state = "created" if path in created else "kept"
-        print(f"{state:8}{path}")
-    _print_keys(keys.nostr_pubkey_hex, keys.npub, str(keys.bot_pubkey), as_json=False)
-    return EXIT_OK
-
-
-def cmd_keys_show(args: argparse.Namespace, config: Config) -> int:
-    """Print the device's public keys."""
-    keys = KeyStore(config.device.state_dir).load()
-    _print_keys(keys.nostr_pubkey_hex, keys.npub, str(keys.bot_pubkey), as_json=args.json)
-    return EXIT_OK
-
-
-def _print_keys(hex_pubkey: str, npub: str, bot: str, *, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps({"nostr_pubkey": hex_pubkey, "npub": npub, "bot_pubkey": bot}))
-    else:
-        print(f"nostr pubkey  {hex_pubkey}")
-        print(f"npub          {npub}")
-        print(f"bot pubkey    {bot}")
-
-
-def cmd_config_check(args: argparse.Namespace, config: Config) -> int:
-    """The config was parsed before this runs; say which file was used."""
-    print(f"ok: {args.config_source}")
-    return EXIT_OK
-
-
-def cmd_config_show(args: argparse.Namespace, config: Config) -> int:
-    """Print the effective configuration (defaults filled in) as YAML."""
-    print(f"# effective configuration from {args.config_source}")
-    print(yaml.safe_dump(config_to_dict(config), sort_keys=False), end="")
-    return EXIT_OK
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every command (``xephy-device --help``)."""
+    Commands named in ``load`` get their full sub-parser (their module is imported); the others
+    only their name and help line, which is all the root's ``--help`` shows.
+    """
     parser = argparse.ArgumentParser(
         prog="xephy-device",
         description="Pay-per-token LLM appliance on the XePHY network (Nostr + Solana).",
@@ -124,41 +109,22 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"config file (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG_PATH} if present, else built-in)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    run = commands.add_parser("run", parents=[common], help="start the agent (Ctrl-C to stop)")
-    run.set_defaults(handler=cmd_run)
-
-    keys = commands.add_parser("keys", help="create or show the device keys")
-    keys_cmds = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
-    keys_cmds.add_parser(
-        "init", parents=[common], help="create missing key files (mode 0600) under state_dir"
-    ).set_defaults(handler=cmd_keys_init)
-    show = keys_cmds.add_parser(
-        "show", parents=[common], help="print the Nostr pubkey (hex, npub) and bot pubkey"
-    )
-    show.add_argument("--json", action="store_true", help="print one JSON object")
-    show.set_defaults(handler=cmd_keys_show)
-
-    config = commands.add_parser("config", help="validate or print the configuration")
-    config_cmds = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
-    config_cmds.add_parser(
-        "check", parents=[common], help="validate the config file; exit 2 naming the bad key"
-    ).set_defaults(handler=cmd_config_check)
-    config_cmds.add_parser(
-        "show", parents=[common], help="print the effective configuration as YAML"
-    ).set_defaults(handler=cmd_config_show)
-    add_user_commands(commands, common)
-    add_localnet_command(commands, common)
-    add_provision_command(commands, common)
-    add_doctor_command(commands, common)
-    add_ledger_command(commands, common)
-    add_chat_command(commands, common)
+    for name, group in COMMANDS.items():
+        sub = commands.add_parser(name, parents=[common] if group.takes_config else [], help=group.help)
+        if name in load:
+            importlib.import_module(group.module).configure(sub, common)
     return parser
+
+
+def chosen_command(argv: Sequence[str]) -> set[str]:
+    """The command ``argv`` runs (its first word, if that names one): the only module to import."""
+    return {argv[0]} & COMMANDS.keys() if argv else set()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xephy-device`` console script."""
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(load=chosen_command(words)).parse_args(words)
     path = find_config_path(args.config, os.environ, DEFAULT_CONFIG_PATH)
     args.config_source = str(path) if path is not None else "built-in defaults"
     try:

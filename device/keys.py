@@ -7,9 +7,13 @@
   array of 64 integers).  It must equal the namespace's (v2) or the global
   account's (v1) ``bot`` and pays the transaction fees of ``pay``.
 
-Both files are written with mode 0600 and atomically (temporary file, fsync,
-rename), so a power cut never leaves half a key.  Loading refuses a key file that
-group or others can read: a leaked bot key lets anyone charge every user's vault.
+Both files are written by :func:`write_secret_file` (mode 0600, atomic, file and folder
+fsynced, never over an existing file), so a power cut never leaves half a key.  Loading
+refuses a key file that group or others can read: a leaked bot key lets anyone charge
+every user's vault.
+
+The *user's* keypair (``xephy-device user …``, ``chat``) is a Solana CLI file too, by default
+:data:`DEFAULT_KEYPAIR`; :func:`load_keypair` and :func:`create_keypair_file` handle it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from device.errors import DeviceError
 NOSTR_KEY_FILE = "nostr.key"
 BOT_KEYPAIR_FILE = "solana-bot.json"
 KEY_FILE_MODE = 0o600
+#: The user's keypair when ``--keypair`` is not given (the Solana CLI's default).
+DEFAULT_KEYPAIR = Path("~/.config/solana/id.json")
 
 
 class KeyFileError(DeviceError):
@@ -89,10 +95,10 @@ class KeyStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         created: list[Path] = []
         if not self.nostr_path.exists():
-            _write_secret(self.nostr_path, Keys.generate().secret_key().to_hex() + "\n")
+            write_secret_file(self.nostr_path, (Keys.generate().secret_key().to_hex() + "\n").encode())
             created.append(self.nostr_path)
         if not self.bot_path.exists():
-            _write_secret(self.bot_path, Keypair().to_json() + "\n")
+            write_secret_file(self.bot_path, (Keypair().to_json() + "\n").encode())
             created.append(self.bot_path)
         return self.load(), created
 
@@ -153,17 +159,65 @@ def _read_secret(path: Path) -> str:
         raise KeyFileError(f"{path}: cannot read key file: {exc}", code="key_unreadable") from exc
 
 
-def _write_secret(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` with mode 0600, atomically and durably."""
+def load_keypair(path: Path | None) -> Keypair:
+    """The user's Solana CLI keypair file at ``path`` (``None``: :data:`DEFAULT_KEYPAIR`); ``~`` expanded."""
+    path = (path if path is not None else DEFAULT_KEYPAIR).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise KeyFileError(
+            f"{path}: no keypair file (create one with `xephy-device user keygen --keypair {path}`)",
+            code="keypair_missing",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeyFileError(f"{path}: cannot read keypair file: {exc}", code="keypair_invalid") from exc
+    try:
+        return parse_solana_keypair(text)
+    except ValueError as exc:
+        raise KeyFileError(
+            f"{path}: not a Solana CLI keypair (JSON array of 64 integers): {exc}", code="keypair_invalid"
+        ) from exc
+
+
+def create_keypair_file(path: Path | None, keypair: Keypair) -> Path:
+    """Write ``keypair`` to a *new* Solana CLI file (``None``: :data:`DEFAULT_KEYPAIR`); return its path.
+
+    An existing file is never replaced (``keypair_exists``).
+    """
+    path = (path if path is not None else DEFAULT_KEYPAIR).expanduser()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        write_secret_file(path, (keypair.to_json() + "\n").encode())
+    except FileExistsError:
+        raise KeyFileError(
+            f"{path}: a keypair file already exists (it is never overwritten; choose another --keypair)",
+            code="keypair_exists",
+        ) from None
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot create keypair file: {exc}", code="keypair_invalid") from exc
+    return path
+
+
+def write_secret_file(path: Path, data: bytes) -> None:
+    """Create ``path`` holding ``data`` with mode 0600, atomically and durably; never replace a file.
+
+    The bytes go to a temporary file beside ``path`` (written, fsynced), which is then hard-linked
+    to ``path`` -- a link fails with :class:`FileExistsError` instead of replacing -- and the folder
+    is fsynced, so after a power cut ``path`` is either absent or whole.
+    """
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, KEY_FILE_MODE)
     try:
         os.fchmod(fd, KEY_FILE_MODE)  # the umask may have narrowed it; never widened
-        os.write(fd, text.encode("utf-8"))
+        with os.fdopen(os.dup(fd), "wb") as stream:
+            stream.write(data)
         os.fsync(fd)
     finally:
         os.close(fd)
-    tmp.replace(path)
+    try:
+        os.link(tmp, path)
+    finally:
+        tmp.unlink()
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

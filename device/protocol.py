@@ -77,6 +77,7 @@ from typing import Literal, NoReturn, TypeAlias, TypeVar
 from solders.pubkey import Pubkey
 
 from device.errors import DeviceError
+from device.solana.program import I64_MAX, I64_MIN, U64_MAX
 
 __all__ = [
     "DEFAULT_SESSION",
@@ -117,8 +118,6 @@ MAX_JSON_DEPTH = 32
 ZERO_EVENT_ID = "0" * 64
 """``initial_request`` meaning "none" (64 ``'0'`` chars, as the reference writes it)."""
 
-_U64_MAX = 2**64 - 1
-_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 _SIG_LEN = 64
 
 ERROR_CODES: Mapping[str, str] = MappingProxyType(
@@ -216,7 +215,7 @@ class Transaction:
 
     def __post_init__(self) -> None:
         _pubkey(self.user, "Transaction.user")
-        _int(self.tokens, "Transaction.tokens", _I64_MIN, _I64_MAX, "i64")
+        _int(self.tokens, "Transaction.tokens", I64_MIN, I64_MAX, "i64")
 
 
 Message: TypeAlias = Request | Status | Transaction
@@ -247,10 +246,10 @@ class Payload:
 
     def __post_init__(self) -> None:
         _pubkey(self.user, "payload.user")
-        _int(self.nonce, "payload.nonce", 0, _U64_MAX, "u64")
+        _int(self.nonce, "payload.nonce", 0, U64_MAX, "u64")
         _text(self.recover_info, "payload.recover_info")
         if self.namespace_id is not None:
-            _int(self.namespace_id, "payload.namespace_id", 0, _U64_MAX, "u64")
+            _int(self.namespace_id, "payload.namespace_id", 0, U64_MAX, "u64")
         if self.error is not None and not isinstance(self.error, PayloadError):
             _fail("invalid_field", "payload.error: expected a PayloadError", "payload.error")
 
@@ -277,7 +276,7 @@ class RecoverInfo:
                 _fail(
                     "invalid_field", f"recover_info.{name}: expected {_SIG_LEN} bytes", f"recover_info.{name}"
                 )
-        _int(self.deadline, "recover_info.deadline", _I64_MIN, _I64_MAX, "i64")
+        _int(self.deadline, "recover_info.deadline", I64_MIN, I64_MAX, "i64")
         if self.field_name not in ("payload", "extra_data"):
             _fail(
                 "invalid_field",
@@ -507,7 +506,7 @@ def decode_message(content: str | bytes) -> Message:
         obj = _object(body, name)
         return Transaction(
             user=_pubkey(_get(obj, "user", name), f"{name}.user"),
-            tokens=_int(_get(obj, "tokens", name), f"{name}.tokens", _I64_MIN, _I64_MAX, "i64"),
+            tokens=_int(_get(obj, "tokens", name), f"{name}.tokens", I64_MIN, I64_MAX, "i64"),
         )
     if name not in ("Request", "Status"):
         _fail(
@@ -565,11 +564,11 @@ def decode_payload(text: str | bytes) -> Payload:
     ``recover_info`` kept verbatim (not parsed here)."""
     obj = _object(_load_json(text, "payload"), "payload")
     user = _pubkey(_get(obj, "user", "payload"), "payload.user")
-    nonce = _int(_get(obj, "nonce", "payload"), "payload.nonce", 0, _U64_MAX, "u64")
+    nonce = _int(_get(obj, "nonce", "payload"), "payload.nonce", 0, U64_MAX, "u64")
     recover_info = _text(_get(obj, "recover_info", "payload"), "payload.recover_info")
     namespace_id = obj.get("namespace_id")  # absent or null: OLD program
     if namespace_id is not None:
-        namespace_id = _int(namespace_id, "payload.namespace_id", 0, _U64_MAX, "u64")
+        namespace_id = _int(namespace_id, "payload.namespace_id", 0, U64_MAX, "u64")
     error = None
     if (error_obj := obj.get("error")) is not None:
         eobj = _object(error_obj, "payload.error")
@@ -632,7 +631,7 @@ def decode_recover_info(text: str | bytes, *, path: str = "recover_info") -> Rec
             f"{path}.deadline: expected a JSON integer (unix seconds), got {_describe(deadline)}{hint}",
             f"{path}.deadline",
         )
-    _int(deadline, f"{path}.deadline", _I64_MIN, _I64_MAX, "i64")
+    _int(deadline, f"{path}.deadline", I64_MIN, I64_MAX, "i64")
     return RecoverInfo(signature, extra_data, deadline, field_name)
 
 

@@ -39,6 +39,7 @@ from device.errors import DeviceError
 
 __all__ = [
     "CLOCK_SKEW_SECONDS",
+    "TOKEN_LIFETIME_SECONDS",
     "TOKEN_PREFIX",
     "AuthError",
     "TokenClaims",
@@ -49,6 +50,8 @@ __all__ = [
 
 TOKEN_PREFIX: Final = "xct1"
 DOMAIN: Final = "xephy-chat-token:v1"
+#: How long a token the user's side signs (``user token``, ``chat``) lives unless ``--ttl`` says otherwise.
+TOKEN_LIFETIME_SECONDS: Final = 3600
 #: Tolerated difference between the signer's clock and the device's.
 CLOCK_SKEW_SECONDS: Final = 60
 _MACHINE_RE: Final = re.compile(r"[0-9a-f]{64}")

@@ -1,13 +1,53 @@
-"""argparse types shared by the command modules: each turns one argument into a checked value.
+"""argparse types and options shared by the command modules.
 
-A bad value becomes argparse's own one-line usage error (exit 2), naming what was expected.
+Each type turns one argument into a checked value; a bad value becomes argparse's own
+one-line usage error (exit 2), naming what was expected.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
+from device.config import Config, resolve_chat_socket
+from device.keys import DEFAULT_KEYPAIR
 from device.solana.program import U64_MAX
+
+
+def add_keypair_argument(parser: argparse.ArgumentParser) -> None:
+    """``--keypair PATH``: the user's Solana CLI keypair (``None`` when absent: the default file)."""
+    parser.add_argument(
+        "--keypair",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help=f"user keypair, Solana CLI JSON format (default: {DEFAULT_KEYPAIR})",
+    )
+
+
+def keypair_option() -> argparse.ArgumentParser:
+    """A parent parser carrying :func:`add_keypair_argument`'s ``--keypair``."""
+    parent = argparse.ArgumentParser(add_help=False)
+    add_keypair_argument(parent)
+    return parent
+
+
+def chat_socket(args: argparse.Namespace, config: Config) -> Path:
+    """``--socket`` if given, else the chat socket the configuration names."""
+    path: Path | None = getattr(args, "socket", None)
+    return path if path is not None else resolve_chat_socket(config, os.environ)
+
+
+def port(text: str) -> int:
+    """A TCP port, 0 … 65535 (0: any free port)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} outside 0..65535")
+    return value
 
 
 def lamports(text: str) -> int:

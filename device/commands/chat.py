@@ -1,49 +1,36 @@
-"""``xephy-device chat`` (talk to the local model) and ``xephy-device user token`` (make a bearer token).
+"""``xephy-device chat``: talk to the local model over the chat socket.
 
-``chat`` signs a short-lived token with the user's keypair (``--keypair``, Solana CLI JSON) for the
+It signs a short-lived token with the user's keypair (``--keypair``, Solana CLI JSON) for the
 machine the socket serves (read from ``/healthz``), then either answers one question
 (``-m TEXT``) or runs a REPL: answers stream as they are generated; after each one it prints the
 tokens charged and the balance left.  ``/balance`` shows the balance, ``/reset`` starts a new
 conversation, ``/quit`` (or Ctrl-D) leaves; Ctrl-C stops the current answer (charged only for what
 was generated) and keeps the conversation.
 
-``user token`` prints a token for any OpenAI client's ``api_key`` (format in ``docs/chat.md``).
+The token format is in ``docs/chat.md``; ``xephy-device user token`` prints one for any OpenAI client.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 from solders.keypair import Keypair
 
-from device.arg_types import positive_int, ttl_seconds
-from device.chat.auth import issue_token
+from device.chat.auth import TOKEN_LIFETIME_SECONDS, issue_token
 from device.chat.client import ChatClient, ChatClientError, StreamEnd
-from device.config import Config, resolve_chat_socket
+from device.commands.arguments import add_keypair_argument, chat_socket, positive_int, ttl_seconds
+from device.config import Config
+from device.keys import load_keypair
 
-__all__ = ["add_chat_command", "add_token_action", "cmd_chat", "cmd_user_token"]
+__all__ = ["cmd_chat", "configure", "run_repl"]
 
-DEFAULT_TTL_SECONDS = 3600
 #: Re-sign the REPL's token when it has less than this left.
 _RENEW_BEFORE_S = 60
-
-
-def _socket_path(args: argparse.Namespace, config: Config) -> Path:
-    path: Path | None = getattr(args, "socket", None)
-    return path if path is not None else resolve_chat_socket(config, os.environ)
-
-
-def _keypair(args: argparse.Namespace) -> Keypair:
-    from device.user_commands import DEFAULT_KEYPAIR, load_keypair  # late: user_commands imports us
-
-    path: Path = args.keypair if args.keypair is not None else DEFAULT_KEYPAIR
-    return load_keypair(path.expanduser())
 
 
 class _Session:
@@ -105,9 +92,9 @@ def _summary(end: StreamEnd) -> str:
 
 
 def _open_session(args: argparse.Namespace, config: Config) -> _Session:
-    client = ChatClient(_socket_path(args, config))
+    client = ChatClient(chat_socket(args, config))
     machine = str(client.health()["machine"])
-    return _Session(client, _keypair(args), machine, args.ttl)
+    return _Session(client, load_keypair(args.keypair), machine, args.ttl)
 
 
 def run_repl(
@@ -151,74 +138,22 @@ def cmd_chat(args: argparse.Namespace, config: Config) -> int:
     return run_repl(session, sys.stdout, max_tokens=args.max_tokens)
 
 
-def cmd_user_token(args: argparse.Namespace, config: Config) -> int:
-    """Print a chat bearer token for this user and machine."""
-    machine: str | None = args.machine or config.nostr.machine_pubkey
-    if machine is None:
-        try:
-            machine = str(ChatClient(_socket_path(args, config)).health()["machine"])
-        except ChatClientError as exc:
-            raise ChatClientError(
-                f"pass --machine (the device's Nostr pubkey): cannot ask the chat socket: {exc.message}",
-                code=exc.code,
-            ) from exc
-    keypair = _keypair(args)
-    print(issue_token(keypair, machine, ttl_seconds=args.ttl))
-    print(f"token for user {keypair.pubkey()} at machine {machine}, valid {args.ttl} s", file=sys.stderr)
-    return 0
-
-
-def add_chat_command(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
-) -> None:
-    """Register ``chat`` under ``commands``; ``common`` carries ``--config``."""
-    chat = commands.add_parser(
-        "chat",
-        parents=[common],
-        help="chat with the local model (REPL, or -m for one question)",
-        description="Chat with the device's model over its Unix socket; every answer is metered.",
-    )
-    chat.add_argument("-m", "--message", default=None, metavar="TEXT", help="ask one question and exit")
-    chat.add_argument(
+def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    """``chat [-m TEXT] [--socket PATH] [--keypair PATH] [--max-tokens N] [--ttl SECONDS]``."""
+    parser.description = "Chat with the device's model over its Unix socket; every answer is metered."
+    parser.add_argument("-m", "--message", default=None, metavar="TEXT", help="ask one question and exit")
+    parser.add_argument(
         "--socket", type=Path, default=None, metavar="PATH", help="chat socket (default: from the config)"
     )
-    chat.add_argument(
-        "--keypair",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="user keypair, Solana CLI JSON (default: ~/.config/solana/id.json)",
+    add_keypair_argument(parser)
+    parser.add_argument(
+        "--max-tokens", type=positive_int, default=None, metavar="N", help="most answer tokens"
     )
-    chat.add_argument("--max-tokens", type=positive_int, default=None, metavar="N", help="most answer tokens")
-    chat.add_argument(
+    parser.add_argument(
         "--ttl",
         type=ttl_seconds,
-        default=DEFAULT_TTL_SECONDS,
+        default=TOKEN_LIFETIME_SECONDS,
         metavar="SECONDS",
         help="token lifetime per renewal",
     )
-    chat.set_defaults(handler=cmd_chat)
-
-
-def add_token_action(
-    actions: argparse._SubParsersAction[argparse.ArgumentParser], parents: Sequence[argparse.ArgumentParser]
-) -> None:
-    """Register ``user token`` under ``user``'s ``actions`` (``parents`` carry --config and --keypair)."""
-    token = actions.add_parser(
-        "token",
-        parents=list(parents),
-        help="print a chat bearer token (an OpenAI client's api_key) for this device",
-        description="Sign a bearer token proving you own the keypair whose tokens a chat spends.",
-    )
-    token.add_argument(
-        "--machine", default=None, metavar="HEX", help="the device's Nostr pubkey (default: ask the socket)"
-    )
-    token.add_argument("--socket", type=Path, default=None, metavar="PATH", help="chat socket to ask")
-    token.add_argument(
-        "--ttl",
-        type=ttl_seconds,
-        default=DEFAULT_TTL_SECONDS,
-        metavar="SECONDS",
-        help=f"validity from now (default {DEFAULT_TTL_SECONDS}; the device caps it)",
-    )
-    token.set_defaults(handler=cmd_user_token)
+    parser.set_defaults(handler=cmd_chat)

@@ -24,7 +24,7 @@ from device.endpoints import Endpoints
 from device.errors import DeviceError
 from device.keys import KeyStore
 from device.ledger import LEDGER_FILE, Ledger
-from device.transaction_feed import fetch_transactions
+from device.wallet.transaction_feed import fetch_transactions
 
 
 def _relays(args: argparse.Namespace, config: Config) -> tuple[str, ...]:
@@ -92,12 +92,9 @@ def cmd_ledger_rebuild(args: argparse.Namespace, config: Config) -> int:
     return 1 if differences else 0
 
 
-def add_ledger_command(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
-) -> None:
-    """Register ``ledger rebuild`` under ``commands``."""
-    ledger = commands.add_parser("ledger", help="rebuild balances from the relays and compare")
-    actions = ledger.add_subparsers(dest="ledger_command", metavar="ACTION", required=True)
+def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    """``ledger rebuild [--relay URL]… [--output PATH] [--json]``."""
+    actions = parser.add_subparsers(dest="ledger_command", metavar="ACTION", required=True)
     rebuild = actions.add_parser(
         "rebuild",
         parents=[common],

@@ -8,37 +8,21 @@ import signal
 import sys
 from pathlib import Path
 
+from device.commands.arguments import port
 from device.config import Config
 from device.localnet.server import LocalnetServer
 from device.logs import configure_logging
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port {value} outside 0..65535")
-    return value
-
-
-def add_localnet_command(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
-) -> None:
-    """Register ``localnet --port 8899 [--state FILE]`` on the CLI's subcommands."""
-    parser = commands.add_parser(
-        "localnet",
-        parents=[common],
-        help="run the loopback Solana JSON-RPC stand-in for tests and demos (not a validator)",
-        description=(
-            "Serve a Solana JSON-RPC stand-in on 127.0.0.1 with the System program and both balance-payment "
-            "versions at their default ids. Not a validator: every accepted transaction is final at once, "
-            "slots advance on a simulated 400 ms clock, only a handful of methods exist (docs/localnet.md)."
-        ),
+def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    """``localnet --port 8899 [--state FILE]``."""
+    parser.description = (
+        "Serve a Solana JSON-RPC stand-in on 127.0.0.1 with the System program and both balance-payment "
+        "versions at their default ids. Not a validator: every accepted transaction is final at once, "
+        "slots advance on a simulated 400 ms clock, only a handful of methods exist (docs/localnet.md)."
     )
     parser.add_argument(
-        "--port", type=_port, default=8899, help="TCP port on 127.0.0.1 (default 8899, 0 = any)"
+        "--port", type=port, default=8899, help="TCP port on 127.0.0.1 (default 8899, 0 = any)"
     )
     parser.add_argument(
         "--state",

@@ -1,7 +1,7 @@
 """``xephy-device user …``: what a person needs to pay a device without the dApp.
 
 A user keypair in the Solana CLI format (a JSON array of 64 integers; ``--keypair``, default
-``~/.config/solana/id.json``) signs everything; the RPC URL comes from ``solana.rpc_url`` of the
+:data:`device.keys.DEFAULT_KEYPAIR`) signs everything; the RPC URL comes from ``solana.rpc_url`` of the
 configuration or ``--rpc-url``.  The program version, id and namespace come from ``solana.*``.
 
 ========================  ===========================================================================
@@ -15,14 +15,13 @@ configuration or ``--rpc-url``.  The program version, id and namespace come from
                           token balance from the device's Transaction events (``--json``)
 ``user sign``             print a ``recover_info`` authorizing one payment, bound to a machine and amount
 ``user recharge``         sign, publish a Request like the dApp, wait for the device's grant or refusal
+``user token``            print a chat bearer token (an OpenAI client's ``api_key``) for one device
 ========================  ===========================================================================
 
 ``user sign`` prints ``{"signature":[…],"extra_data":[…],"deadline":N}`` (``payload`` instead of
 ``extra_data`` for program v1) -- the exact text a Request payload's ``recover_info`` carries -- or, with
-``--payload``, the whole Request payload.  ``extra_data`` holds a device binding (machine pubkey and amount,
-see :func:`device.solana.authorization.encode_binding`), so the authorization is worthless to any other
-machine and cannot be charged for more than ``--amount``.  ``--nonce`` (and, v2, ``--namespace-name``)
-sign without asking the chain.
+``--payload``, the whole Request payload, signed by :mod:`device.wallet.signing` (bound to ``--machine``
+and ``--amount``).  ``--nonce`` (and, v2, ``--namespace-name``) sign without asking the chain.
 
 Failures print one line ``xephy-device: <code>: <message>`` and exit 1 (see ``docs/errors.md``).
 """
@@ -32,44 +31,38 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
-from device.arg_types import lamports, machine_pubkey, nonce, ttl_seconds
-from device.chat.cli import add_token_action
+from device.chat.auth import TOKEN_LIFETIME_SECONDS, issue_token
+from device.chat.client import ChatClient, ChatClientError
+from device.commands.arguments import (
+    chat_socket,
+    keypair_option,
+    lamports,
+    machine_pubkey,
+    nonce,
+    ttl_seconds,
+)
 from device.config import Config
 from device.endpoints import Endpoints
 from device.errors import DeviceError
-from device.keys import parse_solana_keypair
-from device.protocol import (
-    Payload,
-    RecoverInfo,
-    RecoverInfoFieldName,
-    encode_payload,
-    encode_recover_info,
-)
+from device.keys import create_keypair_file, load_keypair
 from device.solana import program as prog
-from device.solana.authorization import encode_binding, sign_authorization
 from device.solana.client import ChainClient, TxOutcome, UserBalance
-from device.solana.program import ProgramRef, ProgramVersion
-from device.transaction_feed import fetch_transactions
-from device.user_recharge import RechargeTarget, describe, recharge
+from device.solana.program import ProgramVersion
+from device.wallet.recharge import RechargeTarget, describe, recharge
+from device.wallet.signing import AUTHORIZATION_VALIDITY_SECONDS, sign_payload
+from device.wallet.transaction_feed import fetch_transactions
 
-__all__ = ["DEFAULT_KEYPAIR", "UserCommandError", "add_user_commands"]
-
-DEFAULT_KEYPAIR = Path("~/.config/solana/id.json")
-DEFAULT_TTL_SECONDS = 1800
 #: The fee of a one-signature transaction at the default fee rate.
-SIGNATURE_FEE_LAMPORTS = 5000
-LAMPORTS_PER_SOL = 1_000_000_000
+SIGNATURE_FEE_LAMPORTS: Final = 5000
+LAMPORTS_PER_SOL: Final = 1_000_000_000
 
 
 class UserCommandError(DeviceError):
@@ -79,62 +72,7 @@ class UserCommandError(DeviceError):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Keypairs
-
-
-def _keypair_path(args: argparse.Namespace) -> Path:
-    path: Path = args.keypair if args.keypair is not None else DEFAULT_KEYPAIR
-    return path.expanduser()
-
-
-def load_keypair(path: Path) -> Keypair:
-    """A Solana CLI keypair file (JSON array of 64 integers 0..255)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserCommandError(
-            f"{path}: no keypair file (create one with `xephy-device user keygen --keypair {path}`)",
-            code="keypair_missing",
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserCommandError(f"{path}: cannot read keypair file: {exc}", code="keypair_invalid") from exc
-    try:
-        keypair = parse_solana_keypair(text)
-    except ValueError as exc:
-        raise UserCommandError(
-            f"{path}: not a Solana CLI keypair (JSON array of 64 integers): {exc}", code="keypair_invalid"
-        ) from exc
-    return keypair
-
-
-def _create_keypair_file(path: Path, keypair: Keypair) -> None:
-    """Write ``keypair`` to a *new* file, mode 0600, durably; an existing file is never replaced."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise UserCommandError(
-            f"{path}: a keypair file already exists (it is never overwritten; choose another --keypair)",
-            code="keypair_exists",
-        ) from None
-    except OSError as exc:
-        raise UserCommandError(f"{path}: cannot create keypair file: {exc}", code="keypair_invalid") from exc
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, (keypair.to_json() + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-# ----------------------------------------------------------------------------------------------------------
 # Chain access
-
-
-def _program(config: Config) -> ProgramRef:
-    return ProgramRef(
-        ProgramVersion(config.solana.program), Pubkey.from_string(config.solana.effective_program_id)
-    )
 
 
 def _rpc_url(args: argparse.Namespace, config: Config) -> str:
@@ -158,7 +96,7 @@ def _rpc_url(args: argparse.Namespace, config: Config) -> str:
 def _client(args: argparse.Namespace, config: Config) -> ChainClient:
     return ChainClient(
         _rpc_url(args, config),
-        program=_program(config),
+        program=config.solana.program_ref,
         namespace_id=config.solana.namespace_id,
         commitment=config.solana.commitment,
         confirm_timeout=float(config.solana.confirm_timeout_seconds),
@@ -198,9 +136,8 @@ def _require_registered(balance: UserBalance, user: Pubkey) -> None:
 
 def cmd_user_keygen(args: argparse.Namespace, config: Config) -> int:
     """Create a new user keypair file."""
-    path = _keypair_path(args)
     keypair = Keypair()
-    _create_keypair_file(path, keypair)
+    path = create_keypair_file(args.keypair, keypair)
     print(f"wrote   {path}")
     print(f"pubkey  {keypair.pubkey()}")
     return 0
@@ -208,7 +145,7 @@ def cmd_user_keygen(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_user_airdrop(args: argparse.Namespace, config: Config) -> int:
     """Airdrop lamports to the user's wallet -- local stand-in only."""
-    keypair = load_keypair(_keypair_path(args))
+    keypair = load_keypair(args.keypair)
 
     async def body(client: ChainClient) -> int:
         version = await client.node_version()
@@ -229,7 +166,7 @@ def cmd_user_airdrop(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_user_register(args: argparse.Namespace, config: Config) -> int:
     """Create the user's account in the program (user = fee payer)."""
-    keypair = load_keypair(_keypair_path(args))
+    keypair = load_keypair(args.keypair)
     user = keypair.pubkey()
 
     async def body(client: ChainClient) -> int:
@@ -249,7 +186,7 @@ def cmd_user_register(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_user_deposit(args: argparse.Namespace, config: Config) -> int:
     """Move lamports from the wallet into the vault."""
-    keypair = load_keypair(_keypair_path(args))
+    keypair = load_keypair(args.keypair)
     user = keypair.pubkey()
     amount: int = args.lamports
 
@@ -281,7 +218,7 @@ def cmd_user_deposit(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_user_withdraw(args: argparse.Namespace, config: Config) -> int:
     """Move available lamports from the vault back to the wallet."""
-    keypair = load_keypair(_keypair_path(args))
+    keypair = load_keypair(args.keypair)
     user = keypair.pubkey()
     amount: int = args.lamports
 
@@ -353,7 +290,7 @@ async def _device_tokens(args: argparse.Namespace, config: Config, user: Pubkey)
 
 def cmd_user_balance(args: argparse.Namespace, config: Config) -> int:
     """Print wallet, vault, locked, available, the next nonce and the device-side token balance."""
-    user = load_keypair(_keypair_path(args)).pubkey()
+    user = load_keypair(args.keypair).pubkey()
 
     async def body(client: ChainClient) -> int:
         balance = await client.balance(user)
@@ -367,16 +304,6 @@ def cmd_user_balance(args: argparse.Namespace, config: Config) -> int:
         return 0
 
     return _run(args, config, body)
-
-
-@dataclass(frozen=True, slots=True)
-class SignedPayload:
-    """A Request payload with its recover_info, and what was signed."""
-
-    text: str
-    recover_info: str
-    nonce: int
-    deadline: int
 
 
 async def _chain_facts(
@@ -403,45 +330,11 @@ async def _chain_facts(
     return nonce, name
 
 
-def sign_payload(
-    keypair: Keypair,
-    config: Config,
-    *,
-    machine: bytes,
-    amount: int,
-    ttl: int,
-    nonce: int,
-    namespace_name: str | None,
-) -> SignedPayload:
-    """Sign a recover_info bound to ``machine`` and ``amount``; wrap it in a Request payload."""
-    version = _program(config).version
-    namespace_id = config.solana.namespace_id
-    deadline = int(time.time()) + ttl
-    auth = sign_authorization(
-        keypair,
-        version,
-        nonce=nonce,
-        deadline=deadline,
-        extra_data=encode_binding(machine, amount),
-        namespace_id=namespace_id if version is ProgramVersion.V2 else 0,
-        namespace_name=namespace_name if version is ProgramVersion.V2 else None,
-    )
-    field_name: RecoverInfoFieldName = "extra_data" if version is ProgramVersion.V2 else "payload"
-    text = encode_recover_info(RecoverInfo(auth.signature, auth.extra_data, auth.deadline, field_name))
-    payload = Payload(
-        user=str(keypair.pubkey()),
-        nonce=nonce,
-        recover_info=text,
-        namespace_id=namespace_id if version is ProgramVersion.V2 else None,
-    )
-    return SignedPayload(encode_payload(payload), text, nonce, deadline)
-
-
 def cmd_user_sign(args: argparse.Namespace, config: Config) -> int:
     """Print a recover_info authorizing one payment of ``--amount`` to ``--machine``."""
-    keypair = load_keypair(_keypair_path(args))
+    keypair = load_keypair(args.keypair)
     user = keypair.pubkey()
-    version = _program(config).version
+    version = config.solana.program
     if version is ProgramVersion.V1 and args.namespace_name is not None:
         raise UserCommandError(
             "program v1 signs with a fixed prefix; --namespace-name is for v2", code="argument_invalid"
@@ -499,10 +392,10 @@ def _recharge_target(args: argparse.Namespace, config: Config) -> RechargeTarget
 
 def cmd_user_recharge(args: argparse.Namespace, config: Config) -> int:
     """Sign a bound authorization, publish the Request, wait for the grant."""
-    keypair = load_keypair(_keypair_path(args))
+    keypair = load_keypair(args.keypair)
     target = _recharge_target(args, config)
     amount: int = args.amount or config.pricing.recharge_lamports
-    version = _program(config).version
+    version = config.solana.program
 
     async def body(client: ChainClient) -> int:
         nonce, name = await _chain_facts(client, keypair.pubkey(), version, amount, None, None)
@@ -528,22 +421,30 @@ def cmd_user_recharge(args: argparse.Namespace, config: Config) -> int:
     return _run(args, config, body)
 
 
+def cmd_user_token(args: argparse.Namespace, config: Config) -> int:
+    """Print a chat bearer token for this user and machine."""
+    machine: str | None = args.machine or config.nostr.machine_pubkey
+    if machine is None:
+        try:
+            machine = str(ChatClient(chat_socket(args, config)).health()["machine"])
+        except ChatClientError as exc:
+            raise ChatClientError(
+                f"pass --machine (the device's Nostr pubkey): cannot ask the chat socket: {exc.message}",
+                code=exc.code,
+            ) from exc
+    keypair = load_keypair(args.keypair)
+    print(issue_token(keypair, machine, ttl_seconds=args.ttl))
+    print(f"token for user {keypair.pubkey()} at machine {machine}, valid {args.ttl} s", file=sys.stderr)
+    return 0
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Parser
 
 
-def add_user_commands(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
-) -> None:
-    """Register ``user …`` under ``commands``; ``common`` carries ``--config``."""
-    keypair_opt = argparse.ArgumentParser(add_help=False)
-    keypair_opt.add_argument(
-        "--keypair",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help=f"user keypair, Solana CLI JSON format (default: {DEFAULT_KEYPAIR})",
-    )
+def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    """Every ``user ACTION``; ``common`` carries ``--config``."""
+    keypair_opt = keypair_option()
     rpc_opt = argparse.ArgumentParser(add_help=False)
     rpc_opt.add_argument(
         "--rpc-url", default=None, metavar="URL", help="Solana JSON-RPC URL (default: solana.rpc_url)"
@@ -559,11 +460,26 @@ def add_user_commands(
     offline = [common, keypair_opt]
     online = [common, keypair_opt, rpc_opt]
 
-    user = commands.add_parser(
-        "user", help="user side: keypair, register, deposit/withdraw, balance, sign an authorization"
+    actions = parser.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+
+    token = actions.add_parser(
+        "token",
+        parents=offline,
+        help="print a chat bearer token (an OpenAI client's api_key) for this device",
+        description="Sign a bearer token proving you own the keypair whose tokens a chat spends.",
     )
-    actions = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
-    add_token_action(actions, offline)
+    token.add_argument(
+        "--machine", default=None, metavar="HEX", help="the device's Nostr pubkey (default: ask the socket)"
+    )
+    token.add_argument("--socket", type=Path, default=None, metavar="PATH", help="chat socket to ask")
+    token.add_argument(
+        "--ttl",
+        type=ttl_seconds,
+        default=TOKEN_LIFETIME_SECONDS,
+        metavar="SECONDS",
+        help=f"validity from now (default {TOKEN_LIFETIME_SECONDS}; the device caps it)",
+    )
+    token.set_defaults(handler=cmd_user_token)
 
     actions.add_parser(
         "keygen", parents=offline, help="create a new user keypair file (mode 0600; never overwrites)"
@@ -616,9 +532,9 @@ def add_user_commands(
     sign.add_argument(
         "--ttl",
         type=ttl_seconds,
-        default=DEFAULT_TTL_SECONDS,
+        default=AUTHORIZATION_VALIDITY_SECONDS,
         metavar="SECONDS",
-        help=f"validity from now (default {DEFAULT_TTL_SECONDS})",
+        help=f"validity from now (default {AUTHORIZATION_VALIDITY_SECONDS})",
     )
     sign.add_argument(
         "--nonce", type=nonce, default=None, metavar="N", help="sign for nonce N (default: read from chain)"
@@ -650,7 +566,7 @@ def add_user_commands(
     recharge_cmd.add_argument(
         "--ttl",
         type=ttl_seconds,
-        default=DEFAULT_TTL_SECONDS,
+        default=AUTHORIZATION_VALIDITY_SECONDS,
         metavar="SECONDS",
         help="authorization validity",
     )

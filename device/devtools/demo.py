@@ -1,6 +1,6 @@
-"""A scripted end-to-end session on the embedded defaults: ``make demo`` / ``python -m device.demo``.
+"""A scripted end-to-end session on the embedded defaults: ``make demo`` / ``python -m device.devtools.demo``.
 
-    python -m device.demo [--workdir DIR] [--model PATH] [--question TEXT] [--max-tokens N]
+    python -m device.devtools.demo [--workdir DIR] [--model PATH] [--question TEXT] [--max-tokens N]
 
 Steps (each one checked; the first that fails ends the demo with exit status 1):
 
@@ -363,7 +363,7 @@ class UserTerminal:
 
 @dataclass(frozen=True, slots=True)
 class DemoOptions:
-    """What ``python -m device.demo`` was asked to do."""
+    """What ``python -m device.devtools.demo`` was asked to do."""
 
     workdir: Path
     model: Path | None
@@ -374,7 +374,7 @@ class DemoOptions:
 def write_config(options: DemoOptions) -> Path:
     """The demo's config file: embedded relay and chain (the defaults), the button on a mock pin."""
     lines = [
-        "# written by python -m device.demo",
+        "# written by python -m device.devtools.demo",
         "device:",
         f"  state_dir: {json.dumps(str(options.workdir / '.xephy-device'))}",
         "button:",
@@ -488,7 +488,8 @@ def summary(results: dict[str, Any]) -> list[str]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser(
-        prog="python -m device.demo", description="Scripted end-to-end session on the embedded defaults."
+        prog="python -m device.devtools.demo",
+        description="Scripted end-to-end session on the embedded defaults.",
     )
     parser.add_argument(
         "--workdir", type=Path, default=None, help="keep everything here (default: a temp dir)"

@@ -13,7 +13,9 @@ signatures, solana-py ``AsyncClient`` over JSON-RPC) is exercised against this d
 - :mod:`.rpc` -- JSON-RPC 2.0 (batches too) with real error shapes.
 - :mod:`.server` -- aiohttp on 127.0.0.1 only, optional state file.
 - :mod:`.bootstrap` -- one-call operator/user setup through real transactions.
-- :mod:`.cli` -- ``xephy-device localnet``.
+- :mod:`.embedded` -- ``solana.rpc_url: embedded``: the stand-in in-process with the device's bot registered.
+
+The ``xephy-device localnet`` command is :mod:`device.commands.localnet`.
 
 What it is not: no forks, votes or commitment differences (everything is final at once), no address lookup
 tables, no BPF execution (the programs are Python models), no fee burning/rewards, no compute metering.
@@ -35,7 +37,6 @@ from device.localnet.chain import (
     Simulation,
     TransactionRecord,
 )
-from device.localnet.cli import add_localnet_command
 from device.localnet.runtime import (
     LAMPORTS_PER_SIGNATURE,
     Account,
@@ -63,7 +64,6 @@ __all__ = [
     "Simulation",
     "TransactionRecord",
     "TxError",
-    "add_localnet_command",
     "bootstrap_global_v1",
     "bootstrap_namespace",
     "bootstrap_user",

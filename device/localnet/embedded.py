@@ -40,9 +40,7 @@ class EmbeddedChain:
     def __init__(self, state_dir: Path, solana: SolanaConfig, bot: Keypair) -> None:
         self._solana = solana
         self._bot = bot
-        self._program = bp.ProgramRef(
-            bp.ProgramVersion(solana.program), Pubkey.from_string(solana.effective_program_id)
-        )
+        self._program = solana.program_ref
         extra = (
             {}
             if self._program.program_id in bp.DEFAULT_PROGRAM_IDS.values()

@@ -9,7 +9,7 @@ enables the systemd units.
 
 Modules: :mod:`.disk` (targets, partition table, image writing), :mod:`.fat` (mtools),
 :mod:`.bootfiles` (cmdline.txt / config.txt / cloud-init / firstrun text), :mod:`.bundle` (what
-goes onto the card), :mod:`.command` (the CLI).
+goes onto the card), :mod:`.command` (the steps in order; the CLI is :mod:`device.commands.provision`).
 """
 
 from __future__ import annotations

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
 import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from device.keys import BOT_KEYPAIR_FILE, KEY_FILE_MODE, NOSTR_KEY_FILE, KeyFileError, KeyStore
+from device.keys import BOT_KEYPAIR_FILE, NOSTR_KEY_FILE, KeyFileError, KeyStore, write_secret_file
 from device.provision import ProvisionError
 
 #: The checkout this module belongs to (templates, units, sources).
@@ -47,8 +46,8 @@ class KeyMaterial:
         """Validate key bytes (as :class:`KeyStore` would load them) and derive the public keys."""
         with tempfile.TemporaryDirectory(prefix="xephy-keys-") as tmp:
             store = KeyStore(Path(tmp))
-            _write_private(store.nostr_path, nostr_key)
-            _write_private(store.bot_path, bot_keypair)
+            write_secret_file(store.nostr_path, nostr_key)
+            write_secret_file(store.bot_path, bot_keypair)
             try:
                 keys = store.load()
             except KeyFileError as exc:
@@ -76,14 +75,6 @@ class KeyMaterial:
     def files(self) -> dict[str, bytes]:
         """Key file name → bytes."""
         return {NOSTR_KEY_FILE: self.nostr_key, BOT_KEYPAIR_FILE: self.bot_keypair}
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, KEY_FILE_MODE)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
 
 
 def template(name: str, root: Path = PROJECT_ROOT) -> bytes:

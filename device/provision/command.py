@@ -1,4 +1,4 @@
-"""``xephy-device provision``: the command line and the steps in order.
+"""``xephy-device provision``: the steps in order (the command line is :mod:`device.commands.provision`).
 
 1. Check the target: ``--image FILE.img[.xz]`` (edited in place; an ``.xz`` is decompressed
    beside it first) or ``--device /dev/sdX`` (refused when missing, mounted or the system disk);
@@ -13,12 +13,10 @@ Every write compares first, so a second run with the same inputs changes no byte
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import Final, TextIO
 
 from device.config import UART_PORTS, Config
 from device.provision import ProvisionError
@@ -204,53 +202,3 @@ def print_report(report: ProvisionReport, out: TextIO) -> None:
     print(f"  npub            {report.keys.npub}", file=out)
     print(f"  bot pubkey      {report.keys.bot_pubkey}", file=out)
     print("register the bot pubkey with your namespace authority before the device can settle", file=out)
-
-
-def _ask(question: str) -> bool:
-    if not sys.stdin.isatty():
-        return False
-    return input(f"{question} type yes: ").strip() == "yes"
-
-
-def cmd_provision(args: argparse.Namespace, config: Config) -> int:
-    """Handler of ``xephy-device provision``."""
-    if args.config is None:
-        raise ProvisionError(
-            "provision needs --config FILE (the agent config for the card)", code="provision_usage"
-        )
-    options = ProvisionOptions(
-        config_file=args.config,
-        image=args.image,
-        device=args.device,
-        write_image=args.write_image,
-        keys_from=args.keys_from,
-        wheelhouse=args.wheelhouse,
-        yes=args.yes,
-    )
-    print_report(provision(options, config, sys.stdout, confirm=_ask), sys.stdout)
-    return 0
-
-
-def add_provision_command(commands: Any, common: argparse.ArgumentParser) -> None:
-    """Register ``xephy-device provision`` on the CLI's subparsers."""
-    parser = commands.add_parser(
-        "provision",
-        parents=[common],
-        help="write config, keys and first-boot setup onto a Raspberry Pi OS image or SD card",
-        description=(
-            "Prepare a Raspberry Pi OS image file or SD card: the agent config (--config), device keys, "
-            "units and a first-boot installer go onto the FAT boot partition (edited without mounting). "
-            "Running it twice changes nothing."
-        ),
-    )
-    parser.add_argument("--image", type=Path, metavar="FILE", help="Raspberry Pi OS image (.img or .img.xz)")
-    parser.add_argument("--device", type=Path, metavar="DEV", help="the SD card's block device (/dev/sdX)")
-    parser.add_argument("--write-image", action="store_true", help="write --image to --device, then verify")
-    parser.add_argument(
-        "--keys-from", type=Path, metavar="DIR", help="use DIR/nostr.key and DIR/solana-bot.json"
-    )
-    parser.add_argument(
-        "--wheelhouse", type=Path, metavar="DIR", help="wheels for an offline install on the Pi"
-    )
-    parser.add_argument("--yes", action="store_true", help="do not ask before erasing --device")
-    parser.set_defaults(handler=cmd_provision)

@@ -1052,7 +1052,7 @@ class SettlementClient(ChainClient):
             raise SettlementError(
                 "solana.rpc_url is 'embedded': pass the URL of the embedded chain", code="argument_invalid"
             )
-        program = ProgramRef(ProgramVersion(config.program), Pubkey.from_string(config.effective_program_id))
+        program = config.program_ref
         return cls(
             url,
             program=program,

@@ -1,4 +1,4 @@
-"""``xephy-device user recharge``: pay a device for tokens, the way the XePHY dApp does.
+"""Paying a device for tokens the way the XePHY dApp does (``xephy-device user recharge``).
 
 Steps: read the user's nonce (and, v2, the namespace name) from the chain, sign a
 ``recover_info`` bound to the machine and the amount, publish a
@@ -30,7 +30,6 @@ from nostr_sdk import (
 )
 
 from device.errors import DeviceError
-from device.nostr_client import RelayUnreachable, connected_client, machine_filter
 from device.protocol import (
     KIND,
     ZERO_EVENT_ID,
@@ -45,6 +44,7 @@ from device.protocol import (
     encode_message,
     event_tags,
 )
+from device.wallet.relay_client import RelayUnreachable, connected_client, machine_filter
 
 
 class RechargeFailed(DeviceError):

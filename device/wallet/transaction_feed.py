@@ -20,8 +20,8 @@ from nostr_sdk import (
 
 from device.errors import DeviceError
 from device.ledger import TransactionRecord
-from device.nostr_client import RelayUnreachable, connected_client, machine_filter
 from device.protocol import ProtocolError, Transaction, decode_message, read_routing
+from device.wallet.relay_client import RelayUnreachable, connected_client, machine_filter
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ Pieces (each started and stopped by :class:`FaultRig`, also when a test fails):
   mount namespace where its state dir is a size-limited tmpfs (:class:`TmpfsHolder`, no root needed).
 
 Users are registered and deposited through real transactions; Requests are published as the dApp does
-(a throw-away Nostr key, :func:`device.user_recharge.build_request_event`).  :meth:`FaultRig.verify`
+(a throw-away Nostr key, :func:`device.wallet.recharge.build_request_event`).  :meth:`FaultRig.verify`
 checks every invariant of the money path and records the scenario for the session summary table.
 """
 
@@ -79,9 +79,9 @@ from device.protocol import (
 )
 from device.solana import program as bp
 from device.solana.program import ProgramRef, ProgramVersion
-from device.transaction_feed import fetch_transactions
-from device.user_commands import sign_payload
-from device.user_recharge import RechargeTarget, build_request_event
+from device.wallet.recharge import RechargeTarget, build_request_event
+from device.wallet.signing import sign_payload
+from device.wallet.transaction_feed import fetch_transactions
 from tests.fixtures.relay import RelayProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,9 +14,9 @@ import pytest
 from solders.keypair import Keypair
 
 from device.chat.auth import TokenVerifier
-from device.chat.cli import _Session, run_repl
 from device.chat.client import ChatClient
 from device.cli import main
+from device.commands.chat import _Session, run_repl
 from tests.integration.test_chat_server import Device, sock_dir, start_device, stop_device
 
 __all__ = ["sock_dir"]

@@ -15,8 +15,9 @@ import pytest
 from aiohttp import web
 from solders.keypair import Keypair
 
+from device.commands.doctor import cmd_doctor
 from device.config import Config, load_config
-from device.doctor import CheckResult, Doctor, Status, cmd_doctor
+from device.doctor import CheckResult, Doctor, Status
 from device.keys import KeyStore
 from device.localnet import LocalnetServer, bootstrap_namespace
 

@@ -15,7 +15,7 @@ from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 
 from device.cli import build_parser, main
-from device.localnet.cli import cmd_localnet
+from device.commands.localnet import cmd_localnet
 
 ROOT = Path(__file__).resolve().parents[2]
 URL = re.compile(r"http://127\.0\.0\.1:(\d+)")

@@ -9,7 +9,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from device.config import SolanaConfig
-from device.embedded_chain import EmbeddedChain, embedded_treasury
+from device.localnet.embedded import EmbeddedChain, embedded_treasury
 from device.solana import program as bp
 from device.solana.client import SettlementClient
 

@@ -7,7 +7,6 @@ missing (``apt-get install fdisk dosfstools mtools e2fsprogs``).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
@@ -22,12 +21,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from device.cli import build_parser
 from device.config import load_config
 from device.errors import DeviceError
 from device.keys import KeyStore
 from device.provision import ProvisionError
 from device.provision.bundle import source_archive
-from device.provision.command import ProvisionOptions, add_provision_command, provision
+from device.provision.command import ProvisionOptions, provision
 from device.provision.disk import write_image
 
 TOOLS = ("sfdisk", "mkfs.vfat", "mcopy", "mtype", "mdir", "mke2fs")
@@ -138,11 +138,7 @@ def uart_config_file(tmp_path: Path) -> Path:
 
 def provision_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     """``xephy-device provision ARGS`` as device.cli.main runs it (parser, config, error printing)."""
-    parser = argparse.ArgumentParser(prog="xephy-device")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", type=Path, default=None)
-    add_provision_command(parser.add_subparsers(dest="command", required=True), common)
-    ns = parser.parse_args(["provision", *args])
+    ns = build_parser(load={"provision"}).parse_args(["provision", *args])
     try:
         code = ns.handler(ns, load_config(ns.config))
     except DeviceError as exc:

@@ -7,7 +7,7 @@ from nostr_sdk import Event, Keys
 
 from device.nostr_events import EventSigner
 from device.protocol import Transaction
-from device.transaction_feed import FeedError, fetch_transactions
+from device.wallet.transaction_feed import FeedError, fetch_transactions
 from tests.fixtures.relay import peer
 
 SESSION = "dephy-dsproxy-controller"

@@ -17,13 +17,13 @@ import pytest
 from solders.keypair import Keypair
 
 from device.cli import CONFIG_ENV, main
+from device.keys import load_keypair
 from device.localnet import LocalnetServer, bootstrap_global_v1, bootstrap_namespace
 from device.protocol import decode_payload, decode_recover_info
 from device.solana import program as prog
 from device.solana.authorization import charge_amount
 from device.solana.client import SettlementClient
 from device.solana.program import ProgramRef, ProgramVersion
-from device.user_commands import load_keypair
 
 MACHINE = "d041ea9854f2117b82452457c4e6d6593a96524027cd4032d2f40046deb78d93"
 NAME = "Gacha"

@@ -14,10 +14,10 @@ import pytest
 from solders.keypair import Keypair
 
 from device.cli import CONFIG_ENV, main
+from device.keys import load_keypair
 from device.protocol import decode_payload, decode_recover_info
 from device.solana.authorization import decode_binding, verify_authorization
 from device.solana.program import ED25519RecoverInfo, ProgramVersion
-from device.user_commands import load_keypair
 from tests.unit.test_solana_client_fake_rpc import FakeRpc
 
 MACHINE = "d041ea9854f2117b82452457c4e6d6593a96524027cd4032d2f40046deb78d93"

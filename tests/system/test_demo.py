@@ -1,4 +1,4 @@
-"""``python -m device.demo`` end to end on the tiny GGUF: every step runs and is shown, exit 0."""
+"""``python -m device.devtools.demo`` end to end on the tiny GGUF: every step runs and is shown, exit 0."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 def test_demo_shows_grant_debit_and_button_status(tiny_model: Path, tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
     proc = subprocess.run(
-        [sys.executable, "-m", "device.demo", "--model", str(tiny_model), "--workdir", str(workdir)],
+        [sys.executable, "-m", "device.devtools.demo", "--model", str(tiny_model), "--workdir", str(workdir)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -36,7 +36,15 @@ def test_demo_shows_grant_debit_and_button_status(tiny_model: Path, tmp_path: Pa
 def test_demo_exits_non_zero_when_a_step_fails(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-model.gguf"
     proc = subprocess.run(
-        [sys.executable, "-m", "device.demo", "--model", str(missing), "--workdir", str(tmp_path / "demo")],
+        [
+            sys.executable,
+            "-m",
+            "device.devtools.demo",
+            "--model",
+            str(missing),
+            "--workdir",
+            str(tmp_path / "demo"),
+        ],
         capture_output=True,
         text=True,
         timeout=120,

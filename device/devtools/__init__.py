@@ -1,0 +1,1 @@
+"""Developer tools, not part of the device: :mod:`.demo` (``make demo``) runs a scripted session."""
