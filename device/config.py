@@ -520,6 +520,10 @@ class SolanaConfig:
     namespace_id: int = field(default=0, metadata=_check(_int(0, U64_MAX)))
     confirm_timeout_seconds: int = field(default=60, metadata=_check(_int(1, 600)))
 
+    def __post_init__(self) -> None:
+        # Built in code (tests, tools) with a plain "v1"/"v2": keep the one type, the enum.
+        object.__setattr__(self, "program", ProgramVersion(self.program))
+
     @property
     def effective_program_id(self) -> str:
         """``program_id`` if set, else the id of the ``program`` version."""
