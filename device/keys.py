@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,16 +206,16 @@ def write_secret_file(path: Path, data: bytes) -> None:
     to ``path`` -- a link fails with :class:`FileExistsError` instead of replacing -- and the folder
     is fsynced, so after a power cut ``path`` is either absent or whole.
     """
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, KEY_FILE_MODE)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # 0600, unique
+    tmp = Path(name)
     try:
-        os.fchmod(fd, KEY_FILE_MODE)  # the umask may have narrowed it; never widened
-        with os.fdopen(os.dup(fd), "wb") as stream:
-            stream.write(data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
+        try:
+            os.fchmod(fd, KEY_FILE_MODE)
+            with os.fdopen(os.dup(fd), "wb") as stream:
+                stream.write(data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.link(tmp, path)
     finally:
         tmp.unlink()

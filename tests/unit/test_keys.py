@@ -1,4 +1,4 @@
-"""Key files: created once with mode 0600, refused when readable by others."""
+"""Key files: created once with mode 0600, never replaced, refused when readable by others."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from nostr_sdk import Keys
 from solders.keypair import Keypair
 
-from device.keys import KeyFileError, KeyStore
+from device.keys import KeyFileError, KeyStore, create_keypair_file, load_keypair, write_secret_file
 
 
 def file_mode(path: Path) -> int:
@@ -98,3 +98,29 @@ def test_malformed_nostr_key_is_refused(tmp_path: Path) -> None:
     with pytest.raises(KeyFileError) as err:
         store.load()
     assert err.value.code == "key_invalid"
+
+
+def test_secret_file_is_written_whole_with_mode_0600_and_no_leftovers(tmp_path: Path) -> None:
+    write_secret_file(tmp_path / "secret", b"s3cret\n")
+    assert (tmp_path / "secret").read_bytes() == b"s3cret\n"
+    assert file_mode(tmp_path / "secret") == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["secret"]
+
+
+def test_secret_file_never_replaces_an_existing_file(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_bytes(b"first")
+    with pytest.raises(FileExistsError):
+        write_secret_file(tmp_path / "secret", b"second")
+    assert (tmp_path / "secret").read_bytes() == b"first"
+    assert [p.name for p in tmp_path.iterdir()] == ["secret"]
+
+
+def test_user_keypair_file_round_trips_and_is_never_overwritten(tmp_path: Path) -> None:
+    keypair = Keypair()
+    path = create_keypair_file(tmp_path / "wallet" / "id.json", keypair)
+    assert load_keypair(path) == keypair
+    assert file_mode(path) == 0o600
+    with pytest.raises(KeyFileError) as err:
+        create_keypair_file(path, Keypair())
+    assert err.value.code == "keypair_exists"
+    assert load_keypair(path) == keypair
