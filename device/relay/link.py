@@ -39,7 +39,7 @@ Only rows of the ledger outbox are published, by :class:`device.relay.outbox.Out
 first, one at a time, the stored JSON (never re-signed), to every connected relay; the first ``OK``
 acks the row.  Failures are retried with backoff; a refused row is parked so it cannot block the rest.
 
-Log lines carry the stable codes of :mod:`device.relay.codes` (docs/errors.md, "Relay link").
+Log lines carry stable codes (``extra={"code": ...}``; docs/errors.md, "Relay link").
 """
 
 from __future__ import annotations
@@ -74,18 +74,6 @@ from nostr_sdk import (
 from device.ledger import Ledger, LedgerError
 from device.protocol import KIND, ProtocolError, read_routing
 from device.relay.backoff import Backoff
-from device.relay.codes import (
-    RELAY_CALLBACK_FAILED,
-    RELAY_CATCHUP_INCOMPLETE,
-    RELAY_CONNECTED,
-    RELAY_CURSOR_FAILED,
-    RELAY_EVENT_FOREIGN,
-    RELAY_EVENT_INVALID,
-    RELAY_HANDLER_FAILED,
-    RELAY_RECONNECTED,
-    RELAY_SUBSCRIBE_REFUSED,
-    RELAY_UNREACHABLE,
-)
 from device.relay.outbox import OutboxPublisher, SendOutcome, wait_event
 from device.state import LinkStatus
 
@@ -385,7 +373,7 @@ class RelayLink:
         try:
             self._on_state(new)
         except Exception:
-            log.exception("on_state callback failed", extra={"code": RELAY_CALLBACK_FAILED})
+            log.exception("on_state callback failed", extra={"code": "relay_callback_failed"})
 
     # -------------------------------------------------------------------------------- supervisor
     async def _forever(self, body: Callable[[], Awaitable[None]]) -> None:
@@ -396,7 +384,7 @@ class RelayLink:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("relay link task failed; restarting it", extra={"code": RELAY_CALLBACK_FAILED})
+                log.exception("relay link task failed; restarting it", extra={"code": "relay_callback_failed"})
                 await asyncio.sleep(1.0)
 
     async def _supervise(self) -> None:
@@ -426,7 +414,7 @@ class RelayLink:
                 log.warning(
                     "no relay reachable (%s); retrying with backoff",
                     ", ".join(self._urls),
-                    extra={"code": RELAY_UNREACHABLE},
+                    extra={"code": "relay_unreachable"},
                 )
                 reported_down = True
             self._set_state(LinkStatus.BACKING_OFF)
@@ -450,9 +438,9 @@ class RelayLink:
             return
         slot.live = True
         if slot.ever_live:
-            log.info("relay %s reconnected; resubscribed", slot.name, extra={"code": RELAY_RECONNECTED})
+            log.info("relay %s reconnected; resubscribed", slot.name, extra={"code": "relay_reconnected"})
         else:
-            log.info("relay %s connected", slot.name, extra={"code": RELAY_CONNECTED})
+            log.info("relay %s connected", slot.name, extra={"code": "relay_connected"})
         slot.ever_live = True
         await self._publish_connection(slot)
         self.notify_outbox()
@@ -499,7 +487,7 @@ class RelayLink:
         with suppress(Exception):
             slot.relay.disconnect()
         slot.queue.put_nowait(_Down())
-        log.warning("relay %s dropped: %s", slot.name, why, extra={"code": RELAY_UNREACHABLE})
+        log.warning("relay %s dropped: %s", slot.name, why, extra={"code": "relay_unreachable"})
         if self._supervisor_wake is not None:
             self._supervisor_wake.set()
 
@@ -553,7 +541,7 @@ class RelayLink:
             except Exception:
                 if self._stopping:
                     return
-                log.exception("reading relay notifications failed", extra={"code": RELAY_UNREACHABLE})
+                log.exception("reading relay notifications failed", extra={"code": "relay_unreachable"})
                 await asyncio.sleep(0.1)
                 continue
             if note is None or note.is_shutdown():
@@ -563,7 +551,7 @@ class RelayLink:
             try:
                 self._route(note.relay_url, note.message.as_enum())
             except Exception:
-                log.exception("could not route a relay message", extra={"code": RELAY_EVENT_INVALID})
+                log.exception("could not route a relay message", extra={"code": "relay_event_invalid"})
 
     def _route(self, relay_url: Any, msg: Any) -> None:
         slot = self._by_url.get(str(relay_url))
@@ -605,7 +593,7 @@ class RelayLink:
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug here must not kill the relay's delivery
-                log.exception("relay %s: worker error", slot.name, extra={"code": RELAY_HANDLER_FAILED})
+                log.exception("relay %s: worker error", slot.name, extra={"code": "relay_handler_failed"})
 
     async def _begin_catchup(self, slot: _Slot, reset: _Reset) -> None:
         old_sub, old_hold = slot.sub_id, slot.catchup_hold
@@ -628,7 +616,7 @@ class RelayLink:
                 "relay %s: catch-up interrupted after %d events; it restarts on reconnect",
                 slot.name,
                 len(slot.buffer),
-                extra={"code": RELAY_CATCHUP_INCOMPLETE},
+                extra={"code": "relay_catchup_incomplete"},
             )
         slot.catching_up = False
         slot.buffer = {}
@@ -660,7 +648,7 @@ class RelayLink:
                     "relay %s closed our subscription: %s",
                     slot.name,
                     payload or "no reason",
-                    extra={"code": RELAY_SUBSCRIBE_REFUSED},
+                    extra={"code": "relay_subscribe_refused"},
                 )
                 self._mark_down(slot, f"subscription closed: {payload}")
             elif slot.catching_up and sub_id == slot.page_id:
@@ -668,7 +656,7 @@ class RelayLink:
                     "relay %s closed a catch-up page: %s; delivering what arrived",
                     slot.name,
                     payload,
-                    extra={"code": RELAY_CATCHUP_INCOMPLETE},
+                    extra={"code": "relay_catchup_incomplete"},
                 )
                 slot.page_id = None
                 await self._finish_catchup(slot)
@@ -694,7 +682,7 @@ class RelayLink:
                 slot.name,
                 self._page_limit,
                 slot.oldest,
-                extra={"code": RELAY_CATCHUP_INCOMPLETE},
+                extra={"code": "relay_catchup_incomplete"},
             )
         slot.page_id = None
         await self._finish_catchup(slot)
@@ -742,7 +730,7 @@ class RelayLink:
                 "handler failed for event %s from %s",
                 event_id,
                 slot.name,
-                extra={"code": RELAY_HANDLER_FAILED},
+                extra={"code": "relay_handler_failed"},
             )
             return
         self._holds.pop(token, None)
@@ -759,7 +747,7 @@ class RelayLink:
                 "dropped event %s from %s: id or signature does not verify",
                 event_id,
                 slot.name,
-                extra={"code": RELAY_EVENT_INVALID},
+                extra={"code": "relay_event_invalid"},
             )
             return None
         kind = int(event.kind().as_u16())
@@ -780,7 +768,7 @@ class RelayLink:
                 event_id,
                 slot.name,
                 why,
-                extra={"code": RELAY_EVENT_FOREIGN},
+                extra={"code": "relay_event_foreign"},
             )
             return None
         return IncomingEvent(
@@ -817,7 +805,7 @@ class RelayLink:
                 log.warning(
                     "could not store the relay cursor (%s); will retry",
                     exc,
-                    extra={"code": RELAY_CURSOR_FAILED},
+                    extra={"code": "relay_cursor_failed"},
                 )
 
     # --------------------------------------------------------------------------------- publisher

@@ -768,7 +768,8 @@ def pay(
 # Program errors: custom codes (6000 + index, per version) and the framework codes this program can produce
 
 
-def _snake(name: str) -> str:
+def snake_case(name: str) -> str:
+    """A Rust variant name as a stable error code: ``SignatureExpired`` → ``signature_expired``."""
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
@@ -781,7 +782,7 @@ class ProgramErrorCode:
 
     @property
     def code(self) -> str:
-        return _snake(self.name)
+        return snake_case(self.name)
 
 
 def _numbered(first: int, *names: str) -> Mapping[int, ProgramErrorCode]:

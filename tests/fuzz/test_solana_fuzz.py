@@ -25,13 +25,8 @@ from solders.signature import Signature
 
 from device.errors import DeviceError
 from device.protocol import RecoverInfo
-from device.solana.client import (
-    SettlementClient,
-    SignedTransaction,
-    TxOutcome,
-    error_from_rpc_error,
-    error_from_transaction_error,
-)
+from device.solana.client import SettlementClient, SignedTransaction, TxOutcome
+from device.solana.errors import error_from_rpc_error, error_from_transaction_error
 from device.solana.program import ProgramRef, ProgramVersion
 from tests.fuzz import DOCUMENTED, TALLY, attempt, fuzz_settings
 from tests.fuzz import strategies as fs

@@ -38,11 +38,11 @@ from device.solana.authorization import AuthorizationError, sign_authorization
 from device.solana.client import (
     ChainClient,
     SettlementClient,
-    SettlementError,
     SignedPay,
     SignedTransaction,
     TxStatus,
 )
+from device.solana.errors import ChainUnavailable, SettlementError
 from device.solana.program import ED25519RecoverInfo, PayArgs, ProgramRef, ProgramVersion
 
 V1, V2 = ProgramVersion.V1, ProgramVersion.V2
@@ -490,8 +490,6 @@ async def test_unreachable_after_the_stand_in_stops(world: World) -> None:
     )
     url = world.server.url
     await world.server.stop()
-    from device.solana.client import ChainUnavailable
-
     with pytest.raises(ChainUnavailable) as info:
         await world.client.submit(signed)
     assert info.value.code == "rpc_unreachable"

@@ -34,13 +34,15 @@ from device.solana import program as prog
 from device.solana.authorization import AuthorizationError, sign_authorization
 from device.solana.client import (
     ChainClient,
-    ChainUnavailable,
     PayContext,
     SettlementClient,
-    SettlementError,
     SignedPay,
     TxStatus,
     build_signed_pay,
+)
+from device.solana.errors import (
+    ChainUnavailable,
+    SettlementError,
     error_from_rpc_error,
     error_from_transaction_error,
 )
