@@ -7,7 +7,7 @@
   program verifies), the device's off-chain checks before it pays, and the optional device binding carried in
   ``extra_data``.  Pure.
 - :mod:`device.solana.errors` -- what a JSON-RPC node answers, as settlement errors with stable codes.  Pure.
-- :mod:`device.solana.client` -- the settlement client: reads, signed ``pay`` transactions, send/confirm/resume.
+- :mod:`device.solana.client` -- the settlement client: reads, signed ``pay``, send / confirm / resume.
 
 Facts come from ``shared/reference/xephy-protocol.md`` section 6; the unit tests pin its golden vectors.
 """

@@ -333,5 +333,3 @@ def error_from_rpc_exception(exc: BaseException, what: str) -> SettlementError:
     if isinstance(cause, pydantic.ValidationError | SerdeJSONError | ValueError | KeyError | TypeError):
         return SettlementError(f"{what}: malformed RPC response ({type(cause).__name__})", code="rpc_error")
     return SettlementError(f"{what}: {type(cause).__name__}: {cause}", code="rpc_error")
-
-
