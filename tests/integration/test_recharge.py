@@ -46,6 +46,7 @@ from device.solana.authorization import encode_binding, sign_authorization
 from device.solana.client import SettlementClient
 from device.solana.program import ProgramRef, ProgramVersion
 from device.state import Activity, ChainStatus, StateHub
+from tests.fixtures.settlement import settlement_client
 
 V1, V2 = ProgramVersion.V1, ProgramVersion.V2
 NAME = "Gacha"
@@ -113,14 +114,11 @@ class Rig:
         return rig_config(self.version, self.namespace_id, admin=self.admin, trusted=self.trusted)
 
     def settlement(self, url: str | None = None) -> SettlementClient:
-        client = SettlementClient(
+        client = settlement_client(
             url or self.server.url,
             program=self.program,
             namespace_id=self.namespace_id,
-            commitment="confirmed",
-            confirm_timeout=5.0,
             bot=self.keys.bot,
-            poll_interval=0.02,
             resend_interval=0.1,
         )
         self.clients.append(client)

@@ -44,6 +44,7 @@ from device.solana.client import (
 )
 from device.solana.errors import ChainUnavailable, SettlementError
 from device.solana.program import ED25519RecoverInfo, PayArgs, ProgramRef, ProgramVersion
+from tests.fixtures.settlement import settlement_client
 
 V1, V2 = ProgramVersion.V1, ProgramVersion.V2
 NAME = "Gacha"
@@ -98,13 +99,11 @@ class World:
         }
 
     def client_for(self, bot: Keypair | None = None, **options: Any) -> SettlementClient:
-        settings: dict[str, Any] = {"confirm_timeout": 5.0, "poll_interval": 0.02, "resend_interval": 0.1}
-        settings.update(options)
-        return SettlementClient(
+        settings: dict[str, Any] = {"resend_interval": 0.1, **options}
+        return settlement_client(
             self.server.url,
             program=self.program,
             namespace_id=self.namespace_id,
-            commitment="confirmed",
             bot=bot or self.bot,
             **settings,
         )
@@ -143,15 +142,8 @@ async def make_world(server: LocalnetServer, version: ProgramVersion) -> World:
     else:
         namespace_id = 0
         await bootstrap_global_v1(server.url, authority, bot.pubkey(), treasury)
-    client = SettlementClient(
-        server.url,
-        program=program,
-        namespace_id=namespace_id,
-        commitment="confirmed",
-        confirm_timeout=5.0,
-        bot=bot,
-        poll_interval=0.02,
-        resend_interval=0.1,
+    client = settlement_client(
+        server.url, program=program, namespace_id=namespace_id, bot=bot, resend_interval=0.1
     )
     async with ChainClient(
         server.url, program=program, namespace_id=namespace_id, poll_interval=0.02
@@ -468,15 +460,7 @@ async def test_resume_across_a_stand_in_restart_with_a_state_file(tmp_path: Path
         await w.client.close()
     async with (
         LocalnetServer(state_file=state) as second,
-        SettlementClient(
-            second.url,
-            program=w.program,
-            namespace_id=w.namespace_id,
-            commitment="confirmed",
-            confirm_timeout=5.0,
-            bot=w.bot,
-            poll_interval=0.02,
-        ) as fresh,
+        settlement_client(second.url, program=w.program, namespace_id=w.namespace_id, bot=w.bot) as fresh,
     ):
         outcome = await fresh.resume(signed.signature, signed.last_valid_block_height)
         assert outcome.ok
