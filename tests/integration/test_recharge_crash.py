@@ -30,8 +30,7 @@ from device.recharge import FAULT_ENV, FaultPoints, RechargeProcessor
 from device.relay import IncomingEvent
 from device.solana.program import ProgramRef, ProgramVersion
 from device.state import StateHub
-from tests.fixtures.settlement import settlement_client
-from tests.integration.test_recharge import (
+from tests.fixtures.recharge import (
     MAX_RECHARGE,
     PRICE,
     TOKENS_PER_LAMPORT,
@@ -39,6 +38,7 @@ from tests.integration.test_recharge import (
     close_rig,
     make_rig,
 )
+from tests.fixtures.settlement import settlement_client
 
 ROOT = Path(__file__).resolve().parents[2]
 
