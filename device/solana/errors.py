@@ -220,7 +220,7 @@ def error_from_transaction_error(
         text_index, number = _custom_from_text(logs)
         if number is not None:
             return _program_error(version, number, text_index, **common)
-        return SettlementError(f"transaction failed: {err!r}", code=prog.UNKNOWN_ERROR_CODE, **common)
+        return SettlementError(f"transaction failed: {err!r}", code="program_error", **common)
     detail_text = f" ({err[name]})" if isinstance(err, dict) else ""
     return SettlementError(
         f"transaction failed: {name}{detail_text}",

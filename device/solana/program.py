@@ -841,8 +841,6 @@ FRAMEWORK_ERRORS: Mapping[int, ProgramErrorCode] = MappingProxyType(
     }
 )
 
-UNKNOWN_ERROR_CODE = "program_error"
-
 
 def describe_custom_error(version: ProgramVersion, code: int) -> tuple[str, str]:
     """``(RustName, stable_snake_case_code)`` for ``InstructionError(_, Custom(code))`` from ``version``.
@@ -851,7 +849,7 @@ def describe_custom_error(version: ProgramVersion, code: int) -> tuple[str, str]
     """
     err = CUSTOM_ERRORS[version].get(code) or FRAMEWORK_ERRORS.get(code)
     if err is None:
-        return f"Custom({code})", UNKNOWN_ERROR_CODE
+        return f"Custom({code})", "program_error"
     return err.name, err.code
 
 
