@@ -84,11 +84,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ChainClient",
-    "ChainUnavailable",
     "PayContext",
     "PayOutcome",
     "SettlementClient",
-    "SettlementError",
     "SignedPay",
     "SignedTransaction",
     "TxOutcome",
