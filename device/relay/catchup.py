@@ -116,11 +116,6 @@ class Catchup:
         return self._state
 
     @property
-    def subscription(self) -> str | None:
-        """The subscription id whose events are handed over (None while IDLE)."""
-        return self._sub_id
-
-    @property
     def pages(self) -> int:
         """Pages asked for by the current catch-up (the subscription itself is page 1)."""
         return self._pages
