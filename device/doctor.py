@@ -223,7 +223,8 @@ class Doctor:
 
     async def check_rpc(self) -> CheckResult:
         """The RPC answers, and the bot key is the namespace's (v2) / global account's (v1) bot."""
-        from device.solana.client import SettlementClient, SettlementError
+        from device.solana.client import SettlementClient
+        from device.solana.errors import SettlementError
 
         url = self.config.solana.rpc_url
         if url == "embedded":

@@ -399,7 +399,10 @@ def _run_generation(
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     tokens: Any = None
     try:
-        if gen.cancelled:
+        # `gen.cancelled` is set by the event loop while this thread runs: read it into a local here, so
+        # mypy does not narrow the property to False for the checks inside the loop below.
+        cancelled_before_start = gen.cancelled
+        if cancelled_before_start:
             reason = FinishReason.CANCELLED
         elif limit <= 0 or budget <= 0:
             reason = FinishReason.BUDGET if budget <= 0 else FinishReason.LENGTH

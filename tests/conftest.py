@@ -20,9 +20,10 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 # Shared fixtures: real relays (in-process and subprocess), Nostr peers, a scripted relay;
-# mock GPIO pins and a pty display; tiny GGUF models written at test time.
+# the fake JSON-RPC node; mock GPIO pins and a pty display; tiny GGUF models written at test time.
 pytest_plugins = [
     "tests.fixtures.relay",
+    "tests.fixtures.rpc",
     "tests.fixtures.hardware",
     "tests.fixtures.model",
     "tests.fixtures.agent",

@@ -62,7 +62,8 @@ from device.recharge.faults import FaultPoints
 from device.recharge.replies import acknowledgement, grant_messages, refusal
 from device.relay import IncomingEvent
 from device.solana.authorization import charge_amount
-from device.solana.client import ChainUnavailable, SettlementClient, SettlementError, SignedPay, TxOutcome
+from device.solana.client import SettlementClient, SignedPay, TxOutcome
+from device.solana.errors import ChainUnavailable, SettlementError
 from device.state import Activity, ChainStatus, Change, ChangeKind, StateHub
 
 log = logging.getLogger(__name__)

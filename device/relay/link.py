@@ -17,6 +17,9 @@ events published while the device was down or disconnected are still delivered.
   The durable dedupe is the consumer's: this link never calls ``ledger.remember_event``.
 * The device's own ``Status``/``Transaction`` events carry the same ``s``/``p`` tags, so they come
   back through the subscription too; the consumer recognises them by author.
+* The catch-up (pager, cursor hold, delivery order) is :class:`device.relay.catchup.Catchup`, a
+  socket-free state machine per relay that this link drives from the relay's worker; the cursor holds
+  are :class:`device.relay.cursor.CursorKeeper`.
 * After ``on_event`` returns, the ledger cursor advances (never past ``clock()``, so an event dated in
   the future cannot make the device deaf).  While a catch-up or another relay's event is still being
   handled the cursor is held below it, so a crash never moves it past an event not yet handled.
@@ -39,7 +42,7 @@ Only rows of the ledger outbox are published, by :class:`device.relay.outbox.Out
 first, one at a time, the stored JSON (never re-signed), to every connected relay; the first ``OK``
 acks the row.  Failures are retried with backoff; a refused row is parked so it cannot block the rest.
 
-Log lines carry the stable codes of :mod:`device.relay.codes` (docs/errors.md, "Relay link").
+Log lines carry stable codes (``extra={"code": ...}``; docs/errors.md, "Relay link").
 """
 
 from __future__ import annotations
@@ -48,7 +51,6 @@ import asyncio
 import gc
 import itertools
 import logging
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -71,21 +73,11 @@ from nostr_sdk import (
     Timestamp,
 )
 
-from device.ledger import Ledger, LedgerError
+from device.ledger import Ledger
 from device.protocol import KIND, ProtocolError, read_routing
 from device.relay.backoff import Backoff
-from device.relay.codes import (
-    RELAY_CALLBACK_FAILED,
-    RELAY_CATCHUP_INCOMPLETE,
-    RELAY_CONNECTED,
-    RELAY_CURSOR_FAILED,
-    RELAY_EVENT_FOREIGN,
-    RELAY_EVENT_INVALID,
-    RELAY_HANDLER_FAILED,
-    RELAY_RECONNECTED,
-    RELAY_SUBSCRIBE_REFUSED,
-    RELAY_UNREACHABLE,
-)
+from device.relay.catchup import Catchup, WireEvent
+from device.relay.cursor import CursorKeeper
 from device.relay.outbox import OutboxPublisher, SendOutcome, wait_event
 from device.state import LinkStatus
 
@@ -134,7 +126,7 @@ class _Down:
 
 @dataclass(slots=True)
 class _Slot:
-    """One configured relay: its SDK handle, connection bookkeeping and event worker."""
+    """One configured relay: its SDK handle, connection bookkeeping, event worker and catch-up."""
 
     name: str
     url: Any  # nostr_sdk.RelayUrl
@@ -145,17 +137,7 @@ class _Slot:
     next_attempt: float = 0.0
     queue: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
     worker: asyncio.Task[None] | None = None
-    # catch-up state, touched by the worker only
-    sub_id: str | None = None
-    since: int = 0
-    catching_up: bool = False
-    catchup_hold: int | None = None
-    buffer: dict[str, Any] = field(default_factory=dict)
-    page_id: str | None = None
-    page_count: int = 0
-    page_oldest: int | None = None
-    oldest: float = math.inf
-    pages: int = 0
+    catchup: Catchup | None = None  # driven by the worker only
 
 
 class RelayLink:
@@ -225,11 +207,7 @@ class RelayLink:
         self._ids = itertools.count(1)
         self._probes: dict[str, asyncio.Future[str | None]] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
-        self._holds: dict[int, int] = {}
-        self._hold_ids = itertools.count(1)
-        self._max_handled: int | None = None
-        self._cursor_written: int | None = None
-        self._cursor_lock: asyncio.Lock | None = None
+        self._cursor: CursorKeeper | None = None
         self._ready: asyncio.Event | None = None
         self._supervisor_wake: asyncio.Event | None = None
         self._publisher = OutboxPublisher(
@@ -266,8 +244,11 @@ class RelayLink:
         self._stopping = False
         self._ready = asyncio.Event()
         self._supervisor_wake = asyncio.Event()
-        self._cursor_lock = asyncio.Lock()
-        self._cursor_written = await asyncio.to_thread(self._ledger.cursor)
+        cursor = self._cursor = CursorKeeper(
+            written=await asyncio.to_thread(self._ledger.cursor),
+            store=lambda value: asyncio.to_thread(self._ledger.advance_cursor, value),
+            clock=self._clock,
+        )
 
         self._client = ClientBuilder().verify_subscriptions(False).build()
         self._stream = self._client.notifications()  # before connecting, so no message is missed
@@ -277,6 +258,7 @@ class RelayLink:
             url = RelayUrl.parse(name)
             await self._client.add_relay(url, opts=opts)
             slot = _Slot(name=name, url=url)
+            slot.catchup = self._catchup_for(slot, cursor)
             self._slots.append(slot)
         relays = await self._client.relays()
         for url, relay in relays.items():
@@ -306,6 +288,9 @@ class RelayLink:
         if self._loop is None:
             return
         self._stopping = True
+        for slot in self._slots:
+            if slot.catchup is not None:
+                slot.catchup.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -352,7 +337,8 @@ class RelayLink:
         del client
         gc.collect()
         await asyncio.sleep(0)
-        self._holds.clear()
+        if self._cursor is not None:
+            self._cursor.clear()
         self._loop = None
         self._set_state(LinkStatus.STOPPED)
 
@@ -385,7 +371,7 @@ class RelayLink:
         try:
             self._on_state(new)
         except Exception:
-            log.exception("on_state callback failed", extra={"code": RELAY_CALLBACK_FAILED})
+            log.exception("on_state callback failed", extra={"code": "relay_callback_failed"})
 
     # -------------------------------------------------------------------------------- supervisor
     async def _forever(self, body: Callable[[], Awaitable[None]]) -> None:
@@ -396,7 +382,9 @@ class RelayLink:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("relay link task failed; restarting it", extra={"code": RELAY_CALLBACK_FAILED})
+                log.exception(
+                    "relay link task failed; restarting it", extra={"code": "relay_callback_failed"}
+                )
                 await asyncio.sleep(1.0)
 
     async def _supervise(self) -> None:
@@ -426,7 +414,7 @@ class RelayLink:
                 log.warning(
                     "no relay reachable (%s); retrying with backoff",
                     ", ".join(self._urls),
-                    extra={"code": RELAY_UNREACHABLE},
+                    extra={"code": "relay_unreachable"},
                 )
                 reported_down = True
             self._set_state(LinkStatus.BACKING_OFF)
@@ -450,9 +438,9 @@ class RelayLink:
             return
         slot.live = True
         if slot.ever_live:
-            log.info("relay %s reconnected; resubscribed", slot.name, extra={"code": RELAY_RECONNECTED})
+            log.info("relay %s reconnected; resubscribed", slot.name, extra={"code": "relay_reconnected"})
         else:
-            log.info("relay %s connected", slot.name, extra={"code": RELAY_CONNECTED})
+            log.info("relay %s connected", slot.name, extra={"code": "relay_connected"})
         slot.ever_live = True
         await self._publish_connection(slot)
         self.notify_outbox()
@@ -474,7 +462,8 @@ class RelayLink:
         sub_id = f"xephy-{next(self._ids)}"
         # The worker holds the cursor at `base` until this catch-up is delivered: registered here,
         # before the REQ, so no other relay's event can move the cursor past the backlog meanwhile.
-        slot.queue.put_nowait(_Reset(sub_id=sub_id, since=since, hold=self._hold(base)))
+        assert self._cursor is not None
+        slot.queue.put_nowait(_Reset(sub_id=sub_id, since=since, hold=self._cursor.hold(base)))
         await slot.relay.send_msg(ClientMessage.req(sub_id, self._filter(since)))
 
     def _filter(self, since: int, until: int | None = None) -> Any:
@@ -499,7 +488,7 @@ class RelayLink:
         with suppress(Exception):
             slot.relay.disconnect()
         slot.queue.put_nowait(_Down())
-        log.warning("relay %s dropped: %s", slot.name, why, extra={"code": RELAY_UNREACHABLE})
+        log.warning("relay %s dropped: %s", slot.name, why, extra={"code": "relay_unreachable"})
         if self._supervisor_wake is not None:
             self._supervisor_wake.set()
 
@@ -553,7 +542,7 @@ class RelayLink:
             except Exception:
                 if self._stopping:
                     return
-                log.exception("reading relay notifications failed", extra={"code": RELAY_UNREACHABLE})
+                log.exception("reading relay notifications failed", extra={"code": "relay_unreachable"})
                 await asyncio.sleep(0.1)
                 continue
             if note is None or note.is_shutdown():
@@ -563,14 +552,16 @@ class RelayLink:
             try:
                 self._route(note.relay_url, note.message.as_enum())
             except Exception:
-                log.exception("could not route a relay message", extra={"code": RELAY_EVENT_INVALID})
+                log.exception("could not route a relay message", extra={"code": "relay_event_invalid"})
 
     def _route(self, relay_url: Any, msg: Any) -> None:
         slot = self._by_url.get(str(relay_url))
         if slot is None:
             return
         if msg.is_event_msg():
-            slot.queue.put_nowait(("event", msg.subscription_id, msg.event))
+            event = msg.event
+            wire = WireEvent(str(event.id().to_hex()), int(event.created_at().as_secs()), event)
+            slot.queue.put_nowait(("event", msg.subscription_id, wire))
         elif msg.is_end_of_stored_events():
             fut = self._probes.get(msg.subscription_id)
             if fut is not None:
@@ -589,136 +580,61 @@ class RelayLink:
             log.debug("relay %s notice: %s", slot.name, msg.message)
 
     # ------------------------------------------------------------------------------------ worker
+    def _catchup_for(self, slot: _Slot, cursor: CursorKeeper) -> Catchup:
+        """The catch-up machine of ``slot``, talking to its relay through the SDK handle."""
+
+        async def request_page(page_id: str, since: int, until: int) -> None:
+            await slot.relay.send_msg(ClientMessage.req(page_id, self._filter(since, until=until)))
+
+        async def close(sub_id: str) -> None:
+            if slot.live:
+                with suppress(Exception):
+                    await slot.relay.send_msg(ClientMessage.close(sub_id))
+
+        async def deliver(event: WireEvent) -> None:
+            await self._deliver(slot, event)
+
+        return Catchup(
+            name=slot.name,
+            cursor=cursor,
+            request_page=request_page,
+            close=close,
+            deliver=deliver,
+            on_refused=lambda why: self._mark_down(slot, why),
+            page_limit=self._page_limit,
+        )
+
     async def _work(self, slot: _Slot) -> None:
-        """Hand this relay's events to the consumer one at a time (catch-up oldest first, then live)."""
+        """Drive this relay's catch-up from its queue, one item at a time (so its events are handed over
+        one at a time: catch-up oldest first, then live)."""
+        catchup = slot.catchup
+        assert catchup is not None
         while True:
             item = await slot.queue.get()
             if item is None or self._stopping:
                 return
             try:
                 if isinstance(item, _Reset):
-                    await self._begin_catchup(slot, item)
+                    await catchup.subscribed(item.sub_id, since=item.since, hold=item.hold)
                 elif isinstance(item, _Down):
-                    self._abandon_catchup(slot)
+                    catchup.connection_lost()
                 else:
-                    await self._on_message(slot, *item)
+                    kind, sub_id, payload = item
+                    if kind == "event":
+                        await catchup.event(sub_id, payload)
+                    elif kind == "eose":
+                        await catchup.end_of_stored(sub_id)
+                    elif kind == "closed":
+                        await catchup.closed(sub_id, payload)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug here must not kill the relay's delivery
-                log.exception("relay %s: worker error", slot.name, extra={"code": RELAY_HANDLER_FAILED})
+                log.exception("relay %s: worker error", slot.name, extra={"code": "relay_handler_failed"})
 
-    async def _begin_catchup(self, slot: _Slot, reset: _Reset) -> None:
-        old_sub, old_hold = slot.sub_id, slot.catchup_hold
-        slot.sub_id, slot.since, slot.catchup_hold = reset.sub_id, reset.since, reset.hold
-        slot.catching_up = True
-        slot.buffer = {}
-        slot.page_id, slot.page_count, slot.page_oldest = reset.sub_id, 0, None
-        slot.oldest, slot.pages = math.inf, 1
-        if old_hold is not None:
-            await self._release(old_hold)
-        if old_sub is not None and slot.live:
-            with suppress(Exception):
-                await slot.relay.send_msg(ClientMessage.close(old_sub))
-
-    def _abandon_catchup(self, slot: _Slot) -> None:
-        # A partial catch-up holds the *newest* stored events; delivering them alone could move the
-        # cursor past the older ones never received.  Drop it: the next subscription asks again.
-        if slot.catching_up and slot.buffer:
-            log.info(
-                "relay %s: catch-up interrupted after %d events; it restarts on reconnect",
-                slot.name,
-                len(slot.buffer),
-                extra={"code": RELAY_CATCHUP_INCOMPLETE},
-            )
-        slot.catching_up = False
-        slot.buffer = {}
-        slot.sub_id = slot.page_id = None
-        if slot.catchup_hold is not None:
-            token, slot.catchup_hold = slot.catchup_hold, None
-            self._holds.pop(token, None)
-            # advancing the cursor now is safe and cheap to defer to the next handled event
-
-    async def _on_message(self, slot: _Slot, kind: str, sub_id: str, payload: Any) -> None:
-        if sub_id not in (slot.sub_id, slot.page_id):
-            return  # a subscription we replaced or closed
-        if kind == "event":
-            if slot.catching_up:
-                slot.buffer.setdefault(str(payload.id().to_hex()), payload)
-                if sub_id == slot.page_id:
-                    slot.page_count += 1
-                    created = int(payload.created_at().as_secs())
-                    if slot.page_oldest is None or created < slot.page_oldest:
-                        slot.page_oldest = created
-            else:
-                await self._deliver(slot, payload)
-        elif kind == "eose":
-            if slot.catching_up and sub_id == slot.page_id:
-                await self._page_done(slot)
-        elif kind == "closed":
-            if sub_id == slot.sub_id:
-                log.warning(
-                    "relay %s closed our subscription: %s",
-                    slot.name,
-                    payload or "no reason",
-                    extra={"code": RELAY_SUBSCRIBE_REFUSED},
-                )
-                self._mark_down(slot, f"subscription closed: {payload}")
-            elif slot.catching_up and sub_id == slot.page_id:
-                log.warning(
-                    "relay %s closed a catch-up page: %s; delivering what arrived",
-                    slot.name,
-                    payload,
-                    extra={"code": RELAY_CATCHUP_INCOMPLETE},
-                )
-                slot.page_id = None
-                await self._finish_catchup(slot)
-
-    async def _page_done(self, slot: _Slot) -> None:
-        """EOSE of a catch-up page: ask for the next older page while pages bring older events."""
-        if slot.page_id != slot.sub_id:
-            with suppress(Exception):
-                await slot.relay.send_msg(ClientMessage.close(slot.page_id))
-        progressed = slot.page_oldest is not None and slot.page_oldest < slot.oldest
-        if progressed and slot.page_oldest is not None:
-            slot.oldest = slot.page_oldest
-        if progressed and slot.page_count > 0 and slot.oldest > slot.since and slot.pages < 10_000:
-            slot.pages += 1
-            slot.page_id = f"{slot.sub_id}.{slot.pages}"
-            slot.page_count, slot.page_oldest = 0, None
-            page = self._filter(slot.since, until=int(slot.oldest))
-            await slot.relay.send_msg(ClientMessage.req(slot.page_id, page))
-            return
-        if slot.page_count >= self._page_limit and not progressed:
-            log.warning(
-                "relay %s: more than %d events share second %s; some may be missing",
-                slot.name,
-                self._page_limit,
-                slot.oldest,
-                extra={"code": RELAY_CATCHUP_INCOMPLETE},
-            )
-        slot.page_id = None
-        await self._finish_catchup(slot)
-
-    async def _finish_catchup(self, slot: _Slot) -> None:
-        events = sorted(
-            slot.buffer.values(), key=lambda e: (int(e.created_at().as_secs()), str(e.id().to_hex()))
-        )
-        slot.buffer = {}
-        slot.catching_up = False
-        token = slot.catchup_hold
-        for event in events:
-            if self._stopping:
-                return  # keep the hold: the rest was not handed over
-            if token is not None:  # everything older than this event is done: hold the cursor at it
-                self._holds[token] = int(event.created_at().as_secs())
-            await self._deliver(slot, event)
-        if token is not None and slot.catchup_hold == token:
-            slot.catchup_hold = None
-            await self._release(token)
-
-    async def _deliver(self, slot: _Slot, event: Any) -> None:
+    async def _deliver(self, slot: _Slot, wire: WireEvent) -> None:
         """Check one event and hand it to the consumer; advance the cursor if it was handled."""
-        event_id = str(event.id().to_hex())
+        assert self._cursor is not None
+        event, event_id = wire.raw, wire.event_id
         if event_id in self._seen:
             self._seen.move_to_end(event_id)
             return
@@ -728,26 +644,24 @@ class RelayLink:
             self._seen.popitem(last=False)
         if incoming is None:
             return
-        token = self._hold(incoming.created_at)
+        token = self._cursor.hold(incoming.created_at)
         try:
             await self._on_event(incoming)
         except asyncio.CancelledError:
             self._seen.pop(event_id, None)
-            self._holds.pop(token, None)
+            self._cursor.drop(token)
             raise
         except Exception:
             self._seen.pop(event_id, None)  # not handled: a later copy may be handed over again
-            self._holds.pop(token, None)
+            self._cursor.drop(token)
             log.exception(
                 "handler failed for event %s from %s",
                 event_id,
                 slot.name,
-                extra={"code": RELAY_HANDLER_FAILED},
+                extra={"code": "relay_handler_failed"},
             )
             return
-        self._holds.pop(token, None)
-        self._max_handled = max(self._max_handled or 0, incoming.created_at)
-        await self._advance_cursor()
+        await self._cursor.handled(token, incoming.created_at)
 
     def _check(self, slot: _Slot, event: Any, event_id: str) -> IncomingEvent | None:
         try:
@@ -759,7 +673,7 @@ class RelayLink:
                 "dropped event %s from %s: id or signature does not verify",
                 event_id,
                 slot.name,
-                extra={"code": RELAY_EVENT_INVALID},
+                extra={"code": "relay_event_invalid"},
             )
             return None
         kind = int(event.kind().as_u16())
@@ -780,7 +694,7 @@ class RelayLink:
                 event_id,
                 slot.name,
                 why,
-                extra={"code": RELAY_EVENT_FOREIGN},
+                extra={"code": "relay_event_foreign"},
             )
             return None
         return IncomingEvent(
@@ -792,33 +706,6 @@ class RelayLink:
             content=str(event.content()),
             relay_url=slot.name,
         )
-
-    # ------------------------------------------------------------------------------------ cursor
-    def _hold(self, value: int) -> int:
-        token = next(self._hold_ids)
-        self._holds[token] = value
-        return token
-
-    async def _release(self, token: int) -> None:
-        self._holds.pop(token, None)
-        await self._advance_cursor()
-
-    async def _advance_cursor(self) -> None:
-        """Store the newest handled ``created_at`` not ahead of any event still being handled, nor of now."""
-        if self._max_handled is None or self._cursor_lock is None:
-            return
-        async with self._cursor_lock:
-            target = min(self._max_handled, int(self._clock()), *self._holds.values())
-            if self._cursor_written is not None and target <= self._cursor_written:
-                return
-            try:
-                self._cursor_written = await asyncio.to_thread(self._ledger.advance_cursor, target)
-            except LedgerError as exc:
-                log.warning(
-                    "could not store the relay cursor (%s); will retry",
-                    exc,
-                    extra={"code": RELAY_CURSOR_FAILED},
-                )
 
     # --------------------------------------------------------------------------------- publisher
     async def _publish(self) -> None:

@@ -28,12 +28,6 @@ from typing import Any, Final, Literal
 from device.ledger import Ledger, LedgerError, OutboxEvent
 from device.nostr_events import parse_signed_event
 from device.relay.backoff import Backoff
-from device.relay.codes import (
-    RELAY_OUTBOX_INVALID,
-    RELAY_PUBLISH_FAILED,
-    RELAY_PUBLISH_REFUSED,
-    RELAY_PUBLISHED,
-)
 
 log = logging.getLogger("device.relay")
 
@@ -167,7 +161,7 @@ class OutboxPublisher:
                 "outbox row %s cannot be published: %s",
                 row.event_id,
                 exc,
-                extra={"code": RELAY_OUTBOX_INVALID},
+                extra={"code": "relay_outbox_invalid"},
             )
             return "parked"
         outcome = await self._send(event)
@@ -182,7 +176,7 @@ class OutboxPublisher:
                     row.event_id,
                     row.attempts,
                     outcome.acked_by,
-                    extra={"code": RELAY_PUBLISHED},
+                    extra={"code": "relay_published"},
                 )
             return "acked"
         await asyncio.to_thread(self._ledger.mark_sent_attempt, row.event_id)
@@ -193,7 +187,7 @@ class OutboxPublisher:
                 "relay refused event %s (%s); retrying it less often, the queue goes on",
                 row.event_id,
                 outcome.describe(),
-                extra={"code": RELAY_PUBLISH_REFUSED},
+                extra={"code": "relay_publish_refused"},
             )
             return "parked"
         count = self._failures.get(row.event_id, 0) + 1
@@ -205,7 +199,7 @@ class OutboxPublisher:
                 row.event_id,
                 count,
                 outcome.describe(),
-                extra={"code": RELAY_PUBLISH_REFUSED},
+                extra={"code": "relay_publish_refused"},
             )
             return "parked"
         self._failures[row.event_id] = count
@@ -213,7 +207,7 @@ class OutboxPublisher:
             "could not publish %s (%s); will retry",
             row.event_id,
             outcome.describe(),
-            extra={"code": RELAY_PUBLISH_FAILED},
+            extra={"code": "relay_publish_failed"},
         )
         if not outcome.refusals:
             self._on_unanswered()  # nobody answered: let the link check its connections now

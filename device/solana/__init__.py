@@ -6,6 +6,8 @@
 - :mod:`device.solana.authorization` -- the ``recover_info`` signature scheme (what the user signs, what the
   program verifies), the device's off-chain checks before it pays, and the optional device binding carried in
   ``extra_data``.  Pure.
+- :mod:`device.solana.errors` -- what a JSON-RPC node answers, as settlement errors with stable codes.  Pure.
+- :mod:`device.solana.client` -- the settlement client: reads, signed ``pay``, send / confirm / resume.
 
 Facts come from ``shared/reference/xephy-protocol.md`` section 6; the unit tests pin its golden vectors.
 """

@@ -768,7 +768,8 @@ def pay(
 # Program errors: custom codes (6000 + index, per version) and the framework codes this program can produce
 
 
-def _snake(name: str) -> str:
+def snake_case(name: str) -> str:
+    """A Rust variant name as a stable error code: ``SignatureExpired`` → ``signature_expired``."""
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
@@ -781,7 +782,7 @@ class ProgramErrorCode:
 
     @property
     def code(self) -> str:
-        return _snake(self.name)
+        return snake_case(self.name)
 
 
 def _numbered(first: int, *names: str) -> Mapping[int, ProgramErrorCode]:
@@ -840,8 +841,6 @@ FRAMEWORK_ERRORS: Mapping[int, ProgramErrorCode] = MappingProxyType(
     }
 )
 
-UNKNOWN_ERROR_CODE = "program_error"
-
 
 def describe_custom_error(version: ProgramVersion, code: int) -> tuple[str, str]:
     """``(RustName, stable_snake_case_code)`` for ``InstructionError(_, Custom(code))`` from ``version``.
@@ -850,7 +849,7 @@ def describe_custom_error(version: ProgramVersion, code: int) -> tuple[str, str]
     """
     err = CUSTOM_ERRORS[version].get(code) or FRAMEWORK_ERRORS.get(code)
     if err is None:
-        return f"Custom({code})", UNKNOWN_ERROR_CODE
+        return f"Custom({code})", "program_error"
     return err.name, err.code
 
 

@@ -87,6 +87,13 @@ from tests.fixtures.relay import RelayProcess, free_port
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE_NAME = "XePHY-Faults"
 PRICE = 5_000_000
+#: fault point -> the request's ledger state the SIGKILL leaves behind, and whether the chain was charged
+LEFT_BEHIND = {
+    "before_pay": ("pending", False),
+    "after_submit": ("submitted", False),  # signature and bytes persisted, nothing sent yet
+    "after_landed": ("submitted", True),
+    "after_grant": ("granted", True),  # grant committed, its replies still in the outbox
+}
 DEPOSIT = 100_000_000
 PROGRAM = ProgramRef.default(ProgramVersion.V2)
 SETTLE_SECONDS = 45.0

@@ -7,15 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from tests.faults.harness import DEPOSIT, PRICE, FaultRig
-
-# point -> the request's ledger state the SIGKILL leaves behind, and whether the chain was charged
-LEFT_BEHIND = {
-    "before_pay": ("pending", False),
-    "after_submit": ("submitted", False),  # signature and bytes persisted, nothing sent yet
-    "after_landed": ("submitted", True),
-    "after_grant": ("granted", True),  # grant committed, its replies still in the outbox
-}
+from tests.faults.harness import DEPOSIT, LEFT_BEHIND, PRICE, FaultRig
 
 
 @pytest.mark.parametrize("point", list(LEFT_BEHIND))

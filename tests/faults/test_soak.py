@@ -14,8 +14,7 @@ import time
 import pytest
 
 from tests.faults.conftest import LONG
-from tests.faults.harness import FaultRig
-from tests.faults.test_kill_on_money_path import LEFT_BEHIND
+from tests.faults.harness import LEFT_BEHIND, FaultRig
 
 ROUNDS = int(os.environ.get("XEPHY_FAULTS_ROUNDS", "30"))
 FAULTS = ("kill", "relay", "rpc_lost", "rpc_down", "duplicate")

@@ -7,15 +7,13 @@ crashed, unexpected exception) and is printed as a table by ``conftest.pytest_te
 from __future__ import annotations
 
 import os
-import re
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, settings
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.fixtures.error_codes import documented_codes
 
 #: ``XEPHY_FUZZ_LONG=1``: every target runs ``LONG_FACTOR`` times the default examples (at least
 #: ``LONG_MIN``), i.e. tens of thousands for the cheap in-process targets.
@@ -43,13 +41,8 @@ def fuzz_settings(default_examples: int, *, long_examples: int | None = None) ->
     )
 
 
-def documented_codes() -> frozenset[str]:
-    """Every `code` named in docs/errors.md."""
-    text = (ROOT / "docs" / "errors.md").read_text(encoding="utf-8")
-    return frozenset(re.findall(r"`([a-z][a-z0-9_]*)`", text))
-
-
-DOCUMENTED = documented_codes()
+DOCUMENTED = frozenset(documented_codes())
+"""Every `code` named in docs/errors.md."""
 
 
 @dataclass

@@ -15,34 +15,21 @@ Properties, per request:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import http.client
 import json
-import shutil
-import socket
-import tempfile
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
-from nostr_sdk import Keys
 from solders.keypair import Keypair
 
 from device.chat.auth import issue_token
 from device.chat.openai import http_status
-from device.chat.server import ChatService
-from device.config import parse_config
-from device.inference import Engine
-from device.ledger import Ledger
-from device.nostr_events import EventSigner
-from device.state import StateHub
+from tests.fixtures.chat import ThreadedChatServer, threaded_chat_server
 from tests.fuzz import DOCUMENTED, TALLY, fuzz_settings
 from tests.fuzz import strategies as fs
 from tests.fuzz.strategies import ChatCall
@@ -68,100 +55,13 @@ CHAT_CODES = (
 TARGET = "chat.http"
 
 
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float = 30.0) -> None:
-        super().__init__("device", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
-
-
-@dataclass
-class Server:
-    socket_path: Path
-    ledger: Ledger
-    machine: str
-    rich: Keypair
-    broke: Keypair
-    loop: asyncio.AbstractEventLoop
-
-    def request(self, call: ChatCall, auth: str | None) -> tuple[int, dict[str, str], bytes]:
-        conn = UnixHTTPConnection(str(self.socket_path))
-        try:
-            conn.putrequest(call.method, call.path, skip_accept_encoding=True)
-            if auth is not None:
-                conn.putheader("Authorization", auth)
-            if call.content_type is not None:
-                conn.putheader("Content-Type", call.content_type)
-            conn.putheader("Content-Length", call.declared_length or str(len(call.body)))
-            conn.endheaders()
-            # The server may answer (e.g. 413) and close before reading it all.
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                conn.send(call.body)
-            resp = conn.getresponse()
-            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
-        finally:
-            conn.close()
-
-    def healthy(self) -> bool:
-        conn = UnixHTTPConnection(str(self.socket_path), timeout=10.0)
-        try:
-            conn.request("GET", "/healthz")
-            return conn.getresponse().status == 200
-        except OSError:
-            return False
-        finally:
-            conn.close()
-
-
 @pytest.fixture(scope="module")
-def server(tiny_model: Path) -> Iterator[Server]:
-    root = Path(tempfile.mkdtemp(prefix="chatfz-", dir="/tmp"))
-    state = root / "state"
-    state.mkdir(mode=0o700)
-    config = parse_config(
-        {
-            "device": {"state_dir": str(state)},
-            "llm": {"n_ctx": 512, "max_tokens": 4, "n_threads": 1},
-            "chat": {"socket": str(root / "chat.sock"), "max_body_bytes": MAX_BODY},
-        },
-        base_dir=state,
-    )
-    keys = Keys.generate()
-    machine = str(keys.public_key().to_hex())
-    ledger = Ledger.open(state / "ledger.sqlite3")
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="chat-fuzz-loop", daemon=True)
-    thread.start()
-    engine = Engine(tiny_model, n_ctx=512, n_threads=1)
-    service = ChatService(
-        config,
-        ledger,
-        engine,
-        EventSigner(keys, session="fuzz", machine_pubkey=machine),
-        StateHub(),
-        lambda: None,
-    )
-    asyncio.run_coroutine_threadsafe(service.start(), loop).result(120)
-    rich, broke = Keypair(), Keypair()
-    ledger.grant("fuzz-grant", str(rich.pubkey()), 10**12)
-    try:
-        yield Server(root / "chat.sock", ledger, machine, rich, broke, loop)
-    finally:
-        asyncio.run_coroutine_threadsafe(service.stop(), loop).result(60)
-        asyncio.run_coroutine_threadsafe(engine.close(), loop).result(60)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
-        ledger.close()
-        shutil.rmtree(root, ignore_errors=True)
+def server(tiny_model: Path) -> Iterator[ThreadedChatServer]:
+    with threaded_chat_server(tiny_model, max_body=MAX_BODY) as running:
+        yield running
 
 
-def authorization(server: Server, recipe: str, user: Keypair) -> str | None:
+def authorization(server: ThreadedChatServer, recipe: str, user: Keypair) -> str | None:
     if recipe == "none":
         return None
     if not recipe.startswith("valid"):
@@ -240,7 +140,7 @@ def check_error_body(status: int, body: bytes) -> str:
 )
 @example(call=ChatCall("POST", "/v1/chat/completions", "valid", None, b"{", "abc"), rich=True)
 @example(call=ChatCall("POST", "/v1/chat/completions", "valid", None, b"{}", str(10**12)), rich=True)
-def test_chat_requests(server: Server, call: ChatCall, rich: bool) -> None:
+def test_chat_requests(server: ThreadedChatServer, call: ChatCall, rich: bool) -> None:
     user = server.rich if rich else server.broke
     auth = authorization(server, call.auth, user)
     before = server.ledger.balance(str(user.pubkey()))

@@ -22,7 +22,6 @@ from solders.keypair import Keypair
 
 from device.config import parse_config
 from device.ledger import Ledger, RechargeState
-from device.nostr_events import EventSigner
 from device.protocol import (
     DEFAULT_SESSION,
     KIND,
@@ -36,12 +35,10 @@ from device.protocol import (
     encode_payload,
     encode_recover_info,
 )
-from device.recharge import RechargeProcessor
 from device.relay import IncomingEvent
 from device.solana.authorization import encode_binding
-from device.solana.client import SettlementClient
-from device.solana.program import ProgramRef, ProgramVersion
 from device.state import StateHub
+from tests.fixtures.settlement import offline_processor
 from tests.fuzz import DOCUMENTED, TALLY, fuzz_settings
 from tests.fuzz import strategies as fs
 
@@ -50,7 +47,6 @@ MACHINE = DEVICE.public_key().to_hex()
 ADMIN = Keys.generate().public_key().to_hex()
 STRANGER = Keys.generate().public_key().to_hex()
 CONFIG = parse_config({"nostr": {"admin_pubkeys": [ADMIN]}}, base_dir=Path("/"))
-UNREACHABLE_RPC = "http://127.0.0.1:9"  # discard port: connection refused, nothing is ever sent
 TARGET = "recharge.handle"
 
 
@@ -130,33 +126,14 @@ def test_handle_never_raises_and_refuses_with_documented_codes(
 
     async def run() -> None:
         with tempfile.TemporaryDirectory() as tmp, Ledger.open(Path(tmp) / "ledger.db") as ledger:
-            settlement = SettlementClient(
-                UNREACHABLE_RPC,
-                program=ProgramRef.default(ProgramVersion.V2),
-                namespace_id=0,
-                commitment="confirmed",
-                confirm_timeout=0.2,
-                bot=Keypair(),
-                poll_interval=0.05,
-            )
-            processor = RechargeProcessor(
-                ledger,
-                settlement,
-                EventSigner(DEVICE, session=DEFAULT_SESSION, machine_pubkey=MACHINE),
-                CONFIG,
-                hub,
-                notify_outbox=lambda: None,
-            )
             event = IncomingEvent(event_id, author, 1_700_000_000, kind, tags, content, "ws://relay.test")  # type: ignore[arg-type]
-            try:
-                await processor.handle(event)
-                await processor.handle(event)  # a second delivery changes nothing
-            except BaseException as exc:
-                TALLY.crash(TARGET, exc)
-                raise
-            finally:
-                await processor.aclose()
-                await settlement.close()
+            async with offline_processor(ledger, device=DEVICE, config=CONFIG, hub=hub) as processor:
+                try:
+                    await processor.handle(event)
+                    await processor.handle(event)  # a second delivery changes nothing
+                except BaseException as exc:
+                    TALLY.crash(TARGET, exc)
+                    raise
             assert ledger.check() == []
             with ledger._lock:
                 conn = ledger._conn

@@ -1,6 +1,6 @@
 """Fuzz the settlement client with whatever a JSON-RPC node (or a proxy in front of it) may answer.
 
-A scripted aiohttp server on 127.0.0.1 answers each method with a drawn reply: well-shaped or
+The fake JSON-RPC node (tests/fixtures/rpc.py) answers each method with a drawn reply: well-shaped or
 near-miss results (getMultipleAccounts, getLatestBlockhash, sendTransaction, getSignatureStatuses,
 getBlockHeight …), JSON-RPC errors (preflight failures with ``data.err``/``data.logs``, -32005 …), raw
 bodies with any HTTP status, dropped connections.  Property: every client call returns or raises a
@@ -12,11 +12,9 @@ name") -- and a failed TxOutcome carries such a code too.  Nothing else escapes.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from typing import Any
 
-from aiohttp import web
 from hypothesis import example, given
 from hypothesis import strategies as st
 from solders.keypair import Keypair
@@ -25,14 +23,11 @@ from solders.signature import Signature
 
 from device.errors import DeviceError
 from device.protocol import RecoverInfo
-from device.solana.client import (
-    SettlementClient,
-    SignedTransaction,
-    TxOutcome,
-    error_from_rpc_error,
-    error_from_transaction_error,
-)
+from device.solana.client import SettlementClient, SignedTransaction, TxOutcome
+from device.solana.errors import error_from_rpc_error, error_from_transaction_error
 from device.solana.program import ProgramRef, ProgramVersion
+from tests.fixtures.rpc import FakeRpc, reply_of
+from tests.fixtures.settlement import settlement_client
 from tests.fuzz import DOCUMENTED, TALLY, attempt, fuzz_settings
 from tests.fuzz import strategies as fs
 
@@ -121,48 +116,6 @@ METHODS = [
 PROGRAM = ProgramRef.default(ProgramVersion.V2)
 
 
-class ScriptedNode:
-    """JSON-RPC over HTTP on 127.0.0.1: each method answers from its list of :class:`RpcReply`
-    (the last one repeats)."""
-
-    def __init__(self, script: dict[str, list[fs.RpcReply]]) -> None:
-        self.script = script
-        self.calls: list[str] = []
-        self._runner: web.AppRunner | None = None
-        self.url = ""
-
-    async def __aenter__(self) -> ScriptedNode:
-        app = web.Application()
-        app.router.add_post("/", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._runner is not None
-        await self._runner.cleanup()
-
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        body = json.loads(await request.text())
-        method, rid = body["method"], body.get("id", 1)
-        self.calls.append(method)
-        queue = self.script.get(method) or [
-            fs.RpcReply("error", {"code": -32601, "message": "Method not found"})
-        ]
-        reply = queue.pop(0) if len(queue) > 1 else queue[0]
-        if reply.kind == "drop":
-            assert request.transport is not None
-            request.transport.abort()
-            raise asyncio.CancelledError
-        if reply.kind == "raw":
-            return web.Response(text=reply.value, status=reply.status, content_type="application/json")
-        key = "result" if reply.kind == "result" else "error"
-        return web.json_response({"jsonrpc": "2.0", "id": rid, key: reply.value})
-
-
 @st.composite
 def scripts(draw: st.DrawFn) -> dict[str, list[fs.RpcReply]]:
     owner = str(PROGRAM.program_id)
@@ -224,17 +177,11 @@ PREFLIGHT_WITHOUT_DATA = fs.RpcReply("error", {"code": -32002, "message": "Trans
 @example("check_bot", _script(getMultipleAccounts=NO_ACCOUNTS))
 def test_client_against_a_scripted_node(operation: str, script: dict[str, list[fs.RpcReply]]) -> None:
     async def scenario() -> None:
-        async with ScriptedNode(script) as node:
-            client = SettlementClient(
-                node.url,
-                program=PROGRAM,
-                namespace_id=0,
-                commitment="confirmed",
-                confirm_timeout=0.3,
-                bot=Keypair(),
-                rpc_timeout=2.0,
-                poll_interval=0.02,
-                resend_interval=0.05,
+        async with FakeRpc() as node:
+            for method, replies in script.items():
+                node.script(method, *(reply_of(r.kind, r.value, r.status) for r in replies))
+            client = settlement_client(
+                node.url, program=PROGRAM, confirm_timeout=0.3, rpc_timeout=2.0, resend_interval=0.05
             )
             try:
                 loop = asyncio.get_running_loop()

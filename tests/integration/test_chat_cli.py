@@ -17,7 +17,7 @@ from device.chat.auth import TokenVerifier
 from device.chat.client import ChatClient
 from device.cli import main
 from device.commands.chat import _Session, run_repl
-from tests.integration.test_chat_server import Device, sock_dir, start_device, stop_device
+from tests.fixtures.chat import Device, sock_dir, start_device, stop_device
 
 __all__ = ["sock_dir"]
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from solders.keypair import Keypair
 
-from tests.integration.test_chat_server import Device, sock_dir, start_device, stop_device
+from tests.fixtures.chat import Device, sock_dir, start_device, stop_device
 
 openai = pytest.importorskip("openai", reason="the openai package is not installed (test extra)")
 

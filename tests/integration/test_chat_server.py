@@ -3,154 +3,36 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import shutil
 import socket
 import stat
-import tempfile
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import aiohttp
-import pytest
 from nostr_sdk import Keys
 from solders.keypair import Keypair
 
 from device.chat.auth import issue_token
 from device.chat.server import ChatService
-from device.config import Config, parse_config
 from device.inference import ChatMessage, Engine
 from device.ledger import Ledger
-from device.nostr_events import EventSigner, parse_signed_event
-from device.protocol import Transaction, decode_message
-from device.state import Activity, DeviceState, StateHub
+from device.nostr_events import EventSigner
+from device.protocol import Transaction
+from device.state import Activity, StateHub
+from tests.fixtures.chat import (
+    HELLO,
+    Device,
+    chat,
+    debits,
+    device,
+    llama_cpp_prompt_tokens,
+    make_config,
+    sock_dir,
+    start_device,
+    stop_device,
+    stream_events,
+)
 
-HELLO = [{"role": "user", "content": "hello there"}]
-
-
-@pytest.fixture
-def sock_dir() -> Iterator[Path]:
-    """A short directory for the socket (sun_path is 108 bytes; pytest's tmp_path can be longer)."""
-    path = Path(tempfile.mkdtemp(prefix="chat-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@dataclass
-class Device:
-    service: ChatService
-    engine: Engine
-    ledger: Ledger
-    keys: Keys
-    hub: StateHub
-    socket_path: Path
-    notified: list[int] = field(default_factory=list)
-    states: list[DeviceState] = field(default_factory=list)
-
-    @property
-    def machine(self) -> str:
-        return str(self.keys.public_key().to_hex())
-
-    def token(self, user: Keypair, ttl: int = 600) -> str:
-        return issue_token(user, self.machine, ttl_seconds=ttl)
-
-    def client(self) -> aiohttp.ClientSession:
-        return aiohttp.ClientSession(
-            connector=aiohttp.UnixConnector(path=str(self.socket_path)), base_url="http://device"
-        )
-
-    def fund(self, user: Keypair, tokens: int) -> None:
-        self.ledger.grant(f"grant:{user.pubkey()}:{tokens}", str(user.pubkey()), tokens)
-
-
-def make_config(sock: Path, state: Path, n_ctx: int = 512, **chat: Any) -> Config:
-    data = {
-        "device": {"state_dir": str(state)},
-        "llm": {"n_ctx": n_ctx, "max_tokens": chat.pop("max_tokens", 64), "n_threads": 1},
-        "chat": {"socket": str(sock), **chat},
-    }
-    return parse_config(data, base_dir=state)
-
-
-async def start_device(
-    model: Path, sock_dir: Path, state_dir: Path, *, n_ctx: int = 512, **chat: Any
-) -> Device:
-    config = make_config(sock_dir / "chat.sock", state_dir, n_ctx, **chat)
-    keys = Keys.generate()
-    ledger = Ledger.open(state_dir / "ledger.sqlite3")
-    signer = EventSigner(keys, session="test", machine_pubkey=str(keys.public_key().to_hex()))
-    hub = StateHub()
-    engine = Engine(model, n_ctx=n_ctx, n_threads=1)
-    dev = Device(
-        service=None,  # type: ignore[arg-type]
-        engine=engine,
-        ledger=ledger,
-        keys=keys,
-        hub=hub,
-        socket_path=sock_dir / "chat.sock",
-    )
-    hub.subscribe(dev.states.append)
-    dev.service = ChatService(config, ledger, engine, signer, hub, lambda: dev.notified.append(1))
-    await dev.service.start()
-    return dev
-
-
-async def stop_device(dev: Device) -> None:
-    await dev.service.stop()
-    await dev.engine.close()
-    dev.ledger.close()
-
-
-@pytest.fixture
-async def device(tiny_model: Path, sock_dir: Path, state_dir: Path) -> AsyncIterator[Device]:
-    dev = await start_device(tiny_model, sock_dir, state_dir)
-    yield dev
-    await stop_device(dev)
-
-
-async def chat(
-    dev: Device, user: Keypair, body: dict[str, Any], *, token: str | None = None
-) -> tuple[int, dict[str, Any]]:
-    async with dev.client() as http:
-        resp = await http.post(
-            "/v1/chat/completions",
-            json=body,
-            headers={"Authorization": f"Bearer {token or dev.token(user)}"},
-        )
-        return resp.status, await resp.json()
-
-
-async def stream_events(dev: Device, user: Keypair, body: dict[str, Any]) -> list[Any]:
-    events: list[Any] = []
-    async with dev.client() as http:
-        resp = await http.post(
-            "/v1/chat/completions",
-            json={**body, "stream": True},
-            headers={"Authorization": f"Bearer {dev.token(user)}"},
-        )
-        assert resp.status == 200, await resp.text()
-        async for line in resp.content:
-            if line.startswith(b"data: "):
-                data = line[6:].strip()
-                events.append("[DONE]" if data == b"[DONE]" else json.loads(data))
-    return events
-
-
-async def llama_cpp_prompt_tokens(dev: Device, messages: list[dict[str, str]]) -> int:
-    return len(await dev.engine.prompt_tokens([ChatMessage(m["role"], m["content"]) for m in messages]))
-
-
-def debits(dev: Device, user: Keypair) -> list[Transaction]:
-    out = []
-    for row in dev.ledger.pending_outbox():
-        event = parse_signed_event(row.event_json)
-        assert event.author().to_hex() == dev.machine
-        msg = decode_message(event.content())
-        if isinstance(msg, Transaction) and msg.user == str(user.pubkey()):
-            out.append(msg)
-    return out
+__all__ = ["device", "sock_dir"]  # fixtures used by name below
 
 
 # ---------------------------------------------------------------------------------------- completions

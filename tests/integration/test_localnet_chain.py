@@ -20,7 +20,8 @@ from device.localnet import (
 )
 from device.solana import program as bp
 from device.solana.program import ProgramRef, ProgramVersion, error_number
-from tests.integration.test_localnet_support import (
+from tests.fixtures.clock import FakeClock
+from tests.fixtures.localnet import (
     FEE,
     SOL,
     V1,
@@ -30,14 +31,6 @@ from tests.integration.test_localnet_support import (
     make_operator,
     stored,
 )
-
-
-class FakeClock:
-    def __init__(self, start: float = 1_750_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

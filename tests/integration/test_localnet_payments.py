@@ -18,7 +18,7 @@ from device.localnet.ed25519 import decompress
 from device.solana import program as bp
 from device.solana.authorization import sign_authorization
 from device.solana.program import ED25519RecoverInfo, ProgramVersion, error_number
-from tests.integration.test_localnet_support import (
+from tests.fixtures.localnet import (
     FEE,
     SOL,
     Operator,

@@ -33,7 +33,7 @@ from device.localnet import MAX_PROCESSING_AGE, LocalnetError, LocalnetServer, r
 from device.localnet.rpc import b58encode
 from device.solana import program as bp
 from device.solana.program import ProgramVersion
-from tests.integration.test_localnet_support import (
+from tests.fixtures.localnet import (
     FEE,
     SOL,
     balances,

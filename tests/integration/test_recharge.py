@@ -10,303 +10,42 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from nostr_sdk import EventBuilder, Keys, Kind, Tag
 from solders.keypair import Keypair
-from solders.pubkey import Pubkey
 
-from device.config import Config, NostrConfig, PricingConfig, SolanaConfig
-from device.keys import DeviceKeys, KeyStore
-from device.ledger import Ledger, RechargeState
-from device.localnet import LocalnetServer, bootstrap_global_v1, bootstrap_namespace, bootstrap_user
-from device.nostr_events import EventSigner
+from device.ledger import RechargeState
+from device.localnet import LocalnetServer, bootstrap_user
 from device.protocol import (
     DEFAULT_SESSION,
     KIND,
     ZERO_EVENT_ID,
     MachineStatus,
     Reason,
-    RecoverInfo,
-    RecoverInfoFieldName,
     Request,
     Status,
     Transaction,
     encode_message,
-    encode_recover_info,
 )
-from device.recharge import FaultPoints, RechargeProcessor
+from device.recharge import FaultPoints
 from device.relay import IncomingEvent
-from device.solana import program as prog
-from device.solana.authorization import encode_binding, sign_authorization
-from device.solana.client import SettlementClient
-from device.solana.program import ProgramRef, ProgramVersion
-from device.state import Activity, ChainStatus, StateHub
+from device.solana.authorization import encode_binding
+from device.state import Activity, ChainStatus
+from tests.fixtures.proxy import FlakyProxy
+from tests.fixtures.recharge import (
+    DEPOSIT,
+    MAX_RECHARGE,
+    PRICE,
+    Rig,
+    both,
+    grant_tokens,
+    rig,
+    server,
+)
 
-V1, V2 = ProgramVersion.V1, ProgramVersion.V2
-NAME = "Gacha"
-DEPOSIT = 50_000_000
-PRICE = 5_000_000
-TOKENS_PER_LAMPORT = 3
-MAX_RECHARGE = 100_000_000  # above DEPOSIT: a bound amount can exceed the funds
-UNBOUND = b"\x01" * 16 + bytes(48)  # a dApp's UUID + zeros
-
-
-def incoming(event_json: str, relay_url: str = "ws://relay.test") -> IncomingEvent:
-    """A signed event as the relay link delivers it."""
-    raw = json.loads(event_json)
-    return IncomingEvent(
-        raw["id"],
-        raw["pubkey"],
-        raw["created_at"],
-        raw["kind"],
-        tuple(map(tuple, raw["tags"])),
-        raw["content"],
-        relay_url,
-    )
-
-
-def signed_event(keys: Keys, content: str, tags: list[list[str]], kind: int = KIND) -> IncomingEvent:
-    """A real Nostr event signed by ``keys`` (any content, even malformed)."""
-    event = EventBuilder(Kind(kind), content).tags([Tag.parse(t) for t in tags]).finalize(keys)
-    assert event.verify()
-    return incoming(event.as_json())
-
-
-@dataclass
-class Rig:
-    """A device (keys in a state dir, ledger, processor) next to a chain with one funded user."""
-
-    server: LocalnetServer
-    version: ProgramVersion
-    state_dir: Path
-    keys: DeviceKeys
-    namespace_id: int
-    treasury: Pubkey
-    user: Keypair
-    admin: Keys
-    trusted: Keys
-    ledger: Ledger
-    hub: StateHub
-    notified: list[int] = field(default_factory=list)
-    processors: list[RechargeProcessor] = field(default_factory=list)
-    clients: list[SettlementClient] = field(default_factory=list)
-
-    @property
-    def machine(self) -> str:
-        return self.keys.nostr_pubkey_hex
-
-    @property
-    def program(self) -> ProgramRef:
-        return ProgramRef.default(self.version)
-
-    @property
-    def now(self) -> int:
-        return self.server.chain.unix_timestamp
-
-    @property
-    def config(self) -> Config:
-        return rig_config(self.version, self.namespace_id, admin=self.admin, trusted=self.trusted)
-
-    def settlement(self, url: str | None = None) -> SettlementClient:
-        client = SettlementClient(
-            url or self.server.url,
-            program=self.program,
-            namespace_id=self.namespace_id,
-            commitment="confirmed",
-            confirm_timeout=5.0,
-            bot=self.keys.bot,
-            poll_interval=0.02,
-            resend_interval=0.1,
-        )
-        self.clients.append(client)
-        return client
-
-    def processor(
-        self,
-        *,
-        url: str | None = None,
-        faults: FaultPoints | None = None,
-        retry_initial: float = 3600.0,
-        background: bool = False,
-    ) -> RechargeProcessor:
-        proc = RechargeProcessor(
-            self.ledger,
-            self.settlement(url),
-            EventSigner(self.keys.nostr, session=DEFAULT_SESSION, machine_pubkey=self.machine),
-            self.config,
-            self.hub,
-            notify_outbox=lambda: self.notified.append(1),
-            faults=faults,
-            retry_initial_seconds=retry_initial,
-            retry_max_seconds=retry_initial,
-            background_settlement=background,
-        )
-        self.processors.append(proc)
-        return proc
-
-    def authorize(
-        self,
-        *,
-        nonce: int = 0,
-        deadline: int | None = None,
-        extra_data: bytes = UNBOUND,
-        signer: Keypair | None = None,
-    ) -> str:
-        """The recover_info text a dApp sends (v2 ``extra_data`` / v1 ``payload`` spelling)."""
-        auth = sign_authorization(
-            signer or self.user,
-            self.version,
-            nonce=nonce,
-            deadline=self.now + 1800 if deadline is None else deadline,
-            extra_data=extra_data,
-            namespace_id=self.namespace_id,
-            namespace_name=NAME if self.version is V2 else None,
-        )
-        spelling: RecoverInfoFieldName = "extra_data" if self.version is V2 else "payload"
-        return encode_recover_info(RecoverInfo(auth.signature, auth.extra_data, auth.deadline, spelling))
-
-    def payload(self, recover_info: str | None = None, *, nonce: int = 0, user: Pubkey | None = None) -> str:
-        """A Request payload as dApps write it: v2 Rust order with namespace_id, v1 the OLD dApp's order."""
-        info = self.authorize(nonce=nonce) if recover_info is None else recover_info
-        who = str(user or self.user.pubkey())
-        if self.version is V2:
-            obj: dict[str, Any] = {
-                "namespace_id": self.namespace_id,
-                "user": who,
-                "nonce": nonce,
-                "recover_info": info,
-            }
-        else:
-            obj = {"recover_info": info, "nonce": nonce, "user": who}
-        return json.dumps(obj, separators=(",", ":"))
-
-    def request(
-        self,
-        payload: str | None = None,
-        *,
-        to_status: MachineStatus = MachineStatus.Working,
-        reason: Reason = Reason.UserRequest,
-        author: Keys | None = None,
-    ) -> IncomingEvent:
-        message = Request(to_status, reason, ZERO_EVENT_ID, self.payload() if payload is None else payload)
-        return self.event(encode_message(message), author=author)
-
-    def event(self, content: str, *, author: Keys | None = None, machine: str | None = None) -> IncomingEvent:
-        tags = [["s", DEFAULT_SESSION], ["p", machine or self.machine]]
-        return signed_event(author or Keys.generate(), content, tags)
-
-    def chain_state(self) -> dict[str, int]:
-        chain = self.server.chain
-        pid = self.program.program_id
-        raw = chain.account(prog.user_pda(pid, self.user.pubkey()))
-        assert raw is not None
-        return {
-            "vault": chain.balance(prog.vault_pda(pid, self.user.pubkey())),
-            "treasury": chain.balance(self.treasury),
-            "nonce": prog.UserAccount.decode(bytes(raw.data)).nonce,
-        }
-
-    def outbox(self) -> list[dict[str, Any]]:
-        """Pending outbox events as parsed JSON, in publication order."""
-        return [json.loads(e.event_json) for e in self.ledger.pending_outbox(1000)]
-
-    def replies(self) -> list[dict[str, Any]]:
-        """Contents of the outbox events, parsed one level (payload strings left as text)."""
-        return [json.loads(e["content"]) for e in self.outbox()]
-
-    def refusal(self) -> dict[str, Any]:
-        """The one refusal in the outbox: its Status body with the payload parsed."""
-        (reply,) = self.replies()
-        status = reply["Status"]
-        assert (status["status"], status["reason"]) == ("Available", "LockFailed")
-        return {**status, "payload": json.loads(status["payload"])}
-
-
-def rig_config(version: ProgramVersion, namespace_id: int, *, admin: Keys, trusted: Keys) -> Config:
-    return Config(
-        nostr=NostrConfig(
-            admin_pubkeys=(admin.public_key().to_hex(),), trusted_authors=(trusted.public_key().to_hex(),)
-        ),
-        solana=SolanaConfig(program=str(version), namespace_id=namespace_id),  # type: ignore[arg-type]
-        pricing=PricingConfig(
-            recharge_lamports=PRICE, tokens_per_lamport=TOKENS_PER_LAMPORT, max_recharge_lamports=MAX_RECHARGE
-        ),
-    )
-
-
-async def make_rig(server: LocalnetServer, version: ProgramVersion, state_dir: Path) -> Rig:
-    keys, _ = KeyStore(state_dir).init()
-    authority, user = Keypair(), Keypair()
-    treasury = Keypair().pubkey()
-    server.chain.airdrop(keys.bot.pubkey(), 1_000_000_000)
-    if version is V2:
-        namespace_id = await bootstrap_namespace(server.url, authority, keys.bot.pubkey(), treasury, NAME)
-    else:
-        namespace_id = 0
-        await bootstrap_global_v1(server.url, authority, keys.bot.pubkey(), treasury)
-    await bootstrap_user(server.url, user, DEPOSIT, program=ProgramRef.default(version))
-    ledger = Ledger.open(state_dir / "ledger.sqlite3")
-    hub = StateHub()
-    return Rig(
-        server,
-        version,
-        state_dir,
-        keys,
-        namespace_id,
-        treasury,
-        user,
-        Keys.generate(),
-        Keys.generate(),
-        ledger,
-        hub,
-    )
-
-
-async def close_rig(rig: Rig) -> None:
-    for proc in rig.processors:
-        await proc.aclose()
-    for client in rig.clients:
-        await client.close()
-    rig.ledger.close()
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[LocalnetServer]:
-    async with LocalnetServer() as running:
-        yield running
-
-
-@pytest.fixture(params=[V2, V1], ids=["v2", "v1"])
-async def both(request: pytest.FixtureRequest, server: LocalnetServer, state_dir: Path) -> AsyncIterator[Rig]:
-    rig = await make_rig(server, request.param, state_dir)
-    try:
-        yield rig
-    finally:
-        await close_rig(rig)
-
-
-@pytest.fixture
-async def rig(server: LocalnetServer, state_dir: Path) -> AsyncIterator[Rig]:
-    made = await make_rig(server, V2, state_dir)
-    try:
-        yield made
-    finally:
-        await close_rig(made)
-
-
-def grant_tokens(amount: int = PRICE) -> int:
-    return amount * TOKENS_PER_LAMPORT
-
-
-@pytest.fixture
-def no_fault_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.delenv("XEPHY_DEVICE_FAULT", raising=False)
-    yield
+__all__ = ["both", "rig", "server"]  # fixtures used by name below
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -621,55 +360,6 @@ async def test_a_request_for_another_machine_is_ignored(rig: Rig) -> None:
 
 # ---------------------------------------------------------------------------------------------------------
 # The chain going away
-
-
-class FlakyProxy:
-    """A TCP proxy in front of the RPC node that can be cut (new and open connections) and restored."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.down = False
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._server: asyncio.Server | None = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-
-    async def stop(self) -> None:
-        self.cut()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-    def cut(self) -> None:
-        self.down = True
-        for writer in list(self._writers):
-            writer.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.down:
-            writer.close()
-            return
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        self._writers |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        self._writers -= {writer, up_writer}
 
 
 @pytest.fixture

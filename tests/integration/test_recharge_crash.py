@@ -28,10 +28,9 @@ from device.nostr_events import EventSigner
 from device.protocol import DEFAULT_SESSION
 from device.recharge import FAULT_ENV, FaultPoints, RechargeProcessor
 from device.relay import IncomingEvent
-from device.solana.client import SettlementClient
 from device.solana.program import ProgramRef, ProgramVersion
 from device.state import StateHub
-from tests.integration.test_recharge import (
+from tests.fixtures.recharge import (
     MAX_RECHARGE,
     PRICE,
     TOKENS_PER_LAMPORT,
@@ -39,6 +38,7 @@ from tests.integration.test_recharge import (
     close_rig,
     make_rig,
 )
+from tests.fixtures.settlement import settlement_client
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,14 +54,8 @@ async def child(job: dict[str, Any]) -> None:
             recharge_lamports=PRICE, tokens_per_lamport=TOKENS_PER_LAMPORT, max_recharge_lamports=MAX_RECHARGE
         ),
     )
-    settlement = SettlementClient(
-        job["rpc_url"],
-        program=ProgramRef.default(version),
-        namespace_id=job["namespace_id"],
-        commitment="confirmed",
-        confirm_timeout=5.0,
-        bot=keys.bot,
-        poll_interval=0.02,
+    settlement = settlement_client(
+        job["rpc_url"], program=ProgramRef.default(version), namespace_id=job["namespace_id"], bot=keys.bot
     )
     with Ledger.open(state_dir / "ledger.sqlite3") as ledger:
         processor = RechargeProcessor(

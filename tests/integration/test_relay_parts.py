@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
 import sys
 from pathlib import Path
@@ -11,9 +10,10 @@ from pathlib import Path
 import pytest
 from nostr_sdk import Keys
 
-from device.relay import LOG_CODES, Backoff, EmbeddedRelay
+from device.relay import Backoff, EmbeddedRelay
 from device.relay.embedded import RelayBindError
 from device.relay.outbox import SendOutcome, ok_prefix
+from tests.fixtures.error_codes import code_literals, documented_codes
 from tests.fixtures.relay import ROOT, RelayProcess, event_id, make_event, peer
 
 # ------------------------------------------------------------------------------------------- backoff
@@ -67,12 +67,29 @@ def test_send_outcome_classification() -> None:
 # ---------------------------------------------------------------------------------------------- codes
 
 
-def test_every_log_code_is_documented_in_the_relay_link_section() -> None:
-    text = (ROOT / "docs" / "errors.md").read_text()
-    section = text.split("## Relay link", 1)[1].split("\n## ", 1)[0]
-    documented = set(re.findall(r"`([a-z][a-z0-9_]*)`", section))
-    assert set(LOG_CODES) <= documented
-    assert len(set(LOG_CODES)) == len(LOG_CODES)
+RELAY_LOG_CODES = {
+    "relay_connected",
+    "relay_reconnected",
+    "relay_unreachable",
+    "relay_subscribe_refused",
+    "relay_catchup_incomplete",
+    "relay_event_invalid",
+    "relay_event_foreign",
+    "relay_handler_failed",
+    "relay_callback_failed",
+    "relay_cursor_failed",
+    "relay_published",
+    "relay_publish_failed",
+    "relay_publish_refused",
+    "relay_outbox_invalid",
+    "relay_bind_failed",
+}
+
+
+def test_every_code_the_relay_package_writes_is_documented_in_the_relay_link_section() -> None:
+    written = code_literals(ROOT / "device" / "relay")
+    assert written == RELAY_LOG_CODES  # the codes operators grep for: none lost, none added undocumented
+    assert written <= documented_codes(section="Relay link")
 
 
 # ------------------------------------------------------------------------------------- embedded relay

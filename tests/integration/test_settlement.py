@@ -14,7 +14,6 @@ both cases no lamports leave the vault.
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,155 +29,30 @@ from solders.transaction import VersionedTransaction
 
 from device.localnet import (
     LocalnetServer,
-    bootstrap_global_v1,
-    bootstrap_namespace,
 )
 from device.solana import program as prog
 from device.solana.authorization import AuthorizationError, sign_authorization
 from device.solana.client import (
-    ChainClient,
-    SettlementClient,
-    SettlementError,
     SignedPay,
-    SignedTransaction,
     TxStatus,
 )
-from device.solana.program import ED25519RecoverInfo, PayArgs, ProgramRef, ProgramVersion
+from device.solana.errors import ChainUnavailable, SettlementError
+from device.solana.program import PayArgs
+from tests.fixtures.settlement import settlement_client
+from tests.fixtures.settlement_world import (
+    AMOUNT,
+    DEPOSIT,
+    EXTRA,
+    FEE,
+    NAME,
+    V2,
+    World,
+    make_world,
+    server,
+    world,
+)
 
-V1, V2 = ProgramVersion.V1, ProgramVersion.V2
-NAME = "Gacha"
-DEPOSIT = 50_000_000
-AMOUNT = 5_000_000
-FEE = 5_000
-EXTRA = b"\x01" * 16 + bytes(48)
-
-
-@dataclass
-class World:
-    server: LocalnetServer
-    version: ProgramVersion
-    program: ProgramRef
-    namespace_id: int
-    authority: Keypair
-    bot: Keypair
-    treasury: Pubkey
-    user: Keypair
-    client: SettlementClient
-
-    @property
-    def now(self) -> int:
-        return self.server.chain.unix_timestamp
-
-    def authorize(
-        self, *, nonce: int = 0, deadline: int | None = None, signer: Keypair | None = None
-    ) -> ED25519RecoverInfo:
-        return sign_authorization(
-            signer or self.user,
-            self.version,
-            nonce=nonce,
-            deadline=self.now + 1800 if deadline is None else deadline,
-            extra_data=EXTRA,
-            namespace_id=self.namespace_id,
-            namespace_name=NAME if self.version is V2 else None,
-        )
-
-    def balances(self) -> dict[str, Any]:
-        chain = self.server.chain
-        pid = self.program.program_id
-        user = self.user.pubkey()
-        raw = chain.account(prog.user_pda(pid, user))
-        account = None if raw is None else prog.UserAccount.decode(bytes(raw.data))
-        return {
-            "vault": chain.balance(prog.vault_pda(pid, user)),
-            "treasury": chain.balance(self.treasury),
-            "bot": chain.balance(self.bot.pubkey()),
-            "wallet": chain.balance(user),
-            "nonce": None if account is None else account.nonce,
-            "locked": None if account is None else account.locked_amount,
-        }
-
-    def client_for(self, bot: Keypair | None = None, **options: Any) -> SettlementClient:
-        settings: dict[str, Any] = {"confirm_timeout": 5.0, "poll_interval": 0.02, "resend_interval": 0.1}
-        settings.update(options)
-        return SettlementClient(
-            self.server.url,
-            program=self.program,
-            namespace_id=self.namespace_id,
-            commitment="confirmed",
-            bot=bot or self.bot,
-            **settings,
-        )
-
-    def forced_pay(
-        self, auth: ED25519RecoverInfo, amount: int, *, bot: Keypair | None = None, user: Pubkey | None = None
-    ) -> SignedTransaction:
-        """A pay built and signed by hand, skipping every local check (what a careless device would send)."""
-        bot = bot or self.bot
-        ix = prog.pay(
-            self.program,
-            user=user or self.user.pubkey(),
-            treasury=self.treasury,
-            bot=bot.pubkey(),
-            payer=bot.pubkey(),
-            recover_info=auth,
-            amount=amount,
-            namespace_id=self.namespace_id,
-        )
-        blockhash, last_valid = self.server.chain.latest_blockhash()
-        tx = VersionedTransaction(Message.new_with_blockhash([ix], bot.pubkey(), blockhash), [bot])
-        return SignedTransaction(str(tx.signatures[0]), bytes(tx), last_valid)
-
-
-async def make_world(server: LocalnetServer, version: ProgramVersion) -> World:
-    """Operator setup through the stand-in's bootstrap; the user registers and deposits through *our*
-    ChainClient (user-signed transactions, as the user CLI does)."""
-    authority, bot, user = Keypair(), Keypair(), Keypair()
-    treasury = Keypair().pubkey()
-    program = ProgramRef.default(version)
-    chain = server.chain
-    chain.airdrop(bot.pubkey(), 1_000_000_000)
-    chain.airdrop(user.pubkey(), 2_000_000_000)
-    if version is V2:
-        namespace_id = await bootstrap_namespace(server.url, authority, bot.pubkey(), treasury, NAME)
-    else:
-        namespace_id = 0
-        await bootstrap_global_v1(server.url, authority, bot.pubkey(), treasury)
-    client = SettlementClient(
-        server.url,
-        program=program,
-        namespace_id=namespace_id,
-        commitment="confirmed",
-        confirm_timeout=5.0,
-        bot=bot,
-        poll_interval=0.02,
-        resend_interval=0.1,
-    )
-    async with ChainClient(
-        server.url, program=program, namespace_id=namespace_id, poll_interval=0.02
-    ) as users:
-        uk = user.pubkey()
-        outcome = await users.send_and_confirm([prog.register(program, user=uk, payer=uk)], [user])
-        assert outcome.ok, outcome
-        outcome = await users.send_and_confirm(
-            [prog.deposit(program, user=uk, payer=uk, amount=DEPOSIT)], [user]
-        )
-        assert outcome.ok, outcome
-    return World(server, version, program, namespace_id, authority, bot, treasury, user, client)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[LocalnetServer]:
-    async with LocalnetServer() as running:
-        yield running
-
-
-@pytest.fixture(params=[V2, V1], ids=["v2", "v1"])
-async def world(request: pytest.FixtureRequest, server: LocalnetServer) -> AsyncIterator[World]:
-    w = await make_world(server, request.param)
-    try:
-        yield w
-    finally:
-        await w.client.close()
+__all__ = ["server", "world"]  # fixtures used by name below
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -468,15 +342,7 @@ async def test_resume_across_a_stand_in_restart_with_a_state_file(tmp_path: Path
         await w.client.close()
     async with (
         LocalnetServer(state_file=state) as second,
-        SettlementClient(
-            second.url,
-            program=w.program,
-            namespace_id=w.namespace_id,
-            commitment="confirmed",
-            confirm_timeout=5.0,
-            bot=w.bot,
-            poll_interval=0.02,
-        ) as fresh,
+        settlement_client(second.url, program=w.program, namespace_id=w.namespace_id, bot=w.bot) as fresh,
     ):
         outcome = await fresh.resume(signed.signature, signed.last_valid_block_height)
         assert outcome.ok
@@ -490,8 +356,6 @@ async def test_unreachable_after_the_stand_in_stops(world: World) -> None:
     )
     url = world.server.url
     await world.server.stop()
-    from device.solana.client import ChainUnavailable
-
     with pytest.raises(ChainUnavailable) as info:
         await world.client.submit(signed)
     assert info.value.code == "rpc_unreachable"

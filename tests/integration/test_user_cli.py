@@ -22,8 +22,8 @@ from device.localnet import LocalnetServer, bootstrap_global_v1, bootstrap_names
 from device.protocol import decode_payload, decode_recover_info
 from device.solana import program as prog
 from device.solana.authorization import charge_amount
-from device.solana.client import SettlementClient
 from device.solana.program import ProgramRef, ProgramVersion
+from tests.fixtures.settlement import settlement_client
 
 MACHINE = "d041ea9854f2117b82452457c4e6d6593a96524027cd4032d2f40046deb78d93"
 NAME = "Gacha"
@@ -132,15 +132,7 @@ async def test_a_user_without_the_dapp_pays_a_device(
         info.extra_data, machine_pubkey_hex=MACHINE, recharge_lamports=1, max_recharge_lamports=10**9
     )
     assert amount == 7_000_000
-    async with SettlementClient(
-        server.url,
-        program=program,
-        namespace_id=namespace_id,
-        commitment="confirmed",
-        confirm_timeout=5.0,
-        bot=bot,
-        poll_interval=0.02,
-    ) as device:
+    async with settlement_client(server.url, program=program, namespace_id=namespace_id, bot=bot) as device:
         signed = await device.prepare_pay(
             user, info, payload_nonce=0, amount=amount, now=server.chain.unix_timestamp
         )

@@ -7,7 +7,6 @@ import asyncio
 import json
 import stat
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from device.keys import load_keypair
 from device.protocol import decode_payload, decode_recover_info
 from device.solana.authorization import decode_binding, verify_authorization
 from device.solana.program import ED25519RecoverInfo, ProgramVersion
-from tests.unit.test_solana_client_fake_rpc import FakeRpc
+from tests.fixtures.rpc import FakeRpc
 
 MACHINE = "d041ea9854f2117b82452457c4e6d6593a96524027cd4032d2f40046deb78d93"
 
@@ -185,23 +184,14 @@ def test_unreachable_rpc_is_one_line_exit_1(tmp_path: Path, capsys: pytest.Captu
     assert len(err.strip().splitlines()) == 1
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeRpc]:
-    server = await FakeRpc().start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
 async def test_airdrop_is_refused_unless_the_rpc_is_a_localnet(
-    fake: FakeRpc, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fake_rpc: FakeRpc, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     keys = keypair_file(tmp_path)
-    fake.solana_core = "2.2.16"  # what a devnet/mainnet node answers
+    fake_rpc.solana_core = "2.2.16"  # what a devnet/mainnet node answers
     code = await asyncio.to_thread(
-        main, ["user", "airdrop", "1000", "--keypair", str(keys), "--rpc-url", fake.url]
+        main, ["user", "airdrop", "1000", "--keypair", str(keys), "--rpc-url", fake_rpc.url]
     )
     assert code == 1
     assert "airdrop_refused" in capsys.readouterr().err
-    assert fake.methods() == ["getVersion"]
+    assert fake_rpc.methods() == ["getVersion"]

@@ -4,76 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
-import pytest
-from nostr_sdk import Keys
-
-from device.button import AdminButton, build_button
+from device.button import build_button
 from device.config import ButtonConfig, DisplayConfig
 from device.indicators.display import DisplayIndicator
-from device.ledger import Ledger
 from device.nostr_events import EventSigner
 from device.protocol import ZERO_EVENT_ID, MachineStatus, Reason, Status, decode_message
-from device.state import Activity, DeviceState, LinkStatus, StateHub
+from device.state import Activity
 from device.telemetry import Usage
+from tests.fixtures.button import (
+    PIN,
+    SESSION,
+    hub,
+    keys,
+    ledger,
+    make_button,
+)
 from tests.fixtures.hardware import wait_for
 
-PIN = 17
-SESSION = "dephy-dsproxy-controller"
-
-
-@pytest.fixture
-def keys() -> Keys:
-    return Keys.generate()
-
-
-@pytest.fixture
-def hub(keys: Keys) -> StateHub:
-    pubkey = str(keys.public_key().to_hex())
-    return StateHub(DeviceState(machine_pubkey=pubkey, model="smollm2", relay=LinkStatus.READY))
-
-
-@pytest.fixture
-def ledger(tmp_path: Path):
-    ledger = Ledger.open(tmp_path / "ledger.db")
-    yield ledger
-    ledger.close()
-
-
-class Harness:
-    def __init__(self, button: AdminButton, pin, notified: list[int]) -> None:
-        self.button, self.pin, self.notified = button, pin, notified
-
-    async def press(self) -> None:
-        self.pin.drive_low()
-        self.pin.drive_high()
-        await asyncio.sleep(0.05)  # the handler hops onto the loop with call_soon_threadsafe
-        await self.button.drain()
-
-
-def usage() -> Usage:
-    return Usage(users_served=3, tokens_granted_today=12000, tokens_debited_today=4211)
-
-
-def make_button(mock_pins, hub, keys, ledger, display=None, telemetry=usage, **cfg: float) -> Harness:
-    config = ButtonConfig(enabled=True, pin=PIN, **cfg)  # type: ignore[arg-type]
-    notified: list[int] = []
-    signer = EventSigner(keys, session=SESSION, machine_pubkey=hub.current.machine_pubkey)
-    button = AdminButton(
-        config,
-        hub,
-        loop=asyncio.get_running_loop(),
-        signer=signer,
-        outbox=ledger,
-        notify_outbox=lambda: notified.append(1),
-        telemetry=telemetry,
-        chat_socket="/run/pi-agent/chat.sock",
-        display=display,
-        pin_factory=mock_pins,
-    )
-    button.start()
-    return Harness(button, mock_pins.pin(PIN), notified)
+__all__ = ["hub", "keys", "ledger"]  # fixtures used by name below
 
 
 async def test_press_puts_exactly_one_status_in_the_outbox(mock_pins, hub, keys, ledger) -> None:

@@ -14,17 +14,12 @@ from solders.keypair import Keypair
 
 from device.config import Config
 from device.ledger import Ledger
-from device.nostr_events import EventSigner
 from device.protocol import DEFAULT_SESSION, KIND, ZERO_EVENT_ID
-from device.recharge import RechargeProcessor
 from device.relay import IncomingEvent
-from device.solana.client import SettlementClient
-from device.solana.program import ProgramRef, ProgramVersion
-from device.state import StateHub
+from tests.fixtures.settlement import offline_processor
 
 DEVICE = Keys.generate()
 MACHINE = DEVICE.public_key().to_hex()
-UNREACHABLE_RPC = "http://127.0.0.1:9"  # discard port: connection refused, nothing is ever sent
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -77,28 +72,10 @@ def test_handle_never_raises(
 ) -> None:
     async def run() -> None:
         with tempfile.TemporaryDirectory() as tmp, Ledger.open(Path(tmp) / "ledger.db") as ledger:
-            settlement = SettlementClient(
-                UNREACHABLE_RPC,
-                program=ProgramRef.default(ProgramVersion.V2),
-                namespace_id=0,
-                commitment="confirmed",
-                confirm_timeout=0.2,
-                bot=Keypair(),
-                poll_interval=0.05,
-            )
-            processor = RechargeProcessor(
-                ledger,
-                settlement,
-                EventSigner(DEVICE, session=DEFAULT_SESSION, machine_pubkey=MACHINE),
-                Config(),
-                StateHub(),
-                notify_outbox=lambda: None,
-            )
             event = IncomingEvent(event_id, author, 1_700_000_000, kind, tags, content, "ws://relay.test")
-            await processor.handle(event)
-            await processor.handle(event)
-            await processor.aclose()
-            await settlement.close()
+            async with offline_processor(ledger, device=DEVICE, config=Config()) as processor:
+                await processor.handle(event)
+                await processor.handle(event)
             assert ledger.check() == []
             with ledger._lock:
                 conn = ledger._conn

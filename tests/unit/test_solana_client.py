@@ -34,13 +34,15 @@ from device.solana import program as prog
 from device.solana.authorization import AuthorizationError, sign_authorization
 from device.solana.client import (
     ChainClient,
-    ChainUnavailable,
     PayContext,
     SettlementClient,
-    SettlementError,
     SignedPay,
     TxStatus,
     build_signed_pay,
+)
+from device.solana.errors import (
+    ChainUnavailable,
+    SettlementError,
     error_from_rpc_error,
     error_from_transaction_error,
 )
@@ -52,7 +54,7 @@ from device.solana.program import (
     ProgramVersion,
     UserAccount,
 )
-from tests.unit.test_solana_client_fake_rpc import (
+from tests.fixtures.rpc import (
     SYSTEM,
     Call,
     Delay,
@@ -63,6 +65,7 @@ from tests.unit.test_solana_client_fake_rpc import (
     Raw,
     Result,
 )
+from tests.fixtures.settlement import settlement_client
 
 V1, V2 = ProgramVersion.V1, ProgramVersion.V2
 PROGRAMS = {V1: ProgramRef.default(V1), V2: ProgramRef.default(V2)}
@@ -79,7 +82,7 @@ EXTRA = bytes(range(64))
 
 
 def install(
-    fake: FakeRpc,
+    fake_rpc: FakeRpc,
     version: ProgramVersion = V2,
     *,
     nonce: int = 0,
@@ -94,19 +97,19 @@ def install(
     bot = bot or BOT.pubkey()
     if version is V2:
         ns = NamespaceAccount(0, name, AUTHORITY, bot, TREASURY, 1, 1)
-        fake.accounts[prog.namespace_pda(pid, 0)] = FakeAccount(2_157_440, pid, ns.encode())
+        fake_rpc.accounts[prog.namespace_pda(pid, 0)] = FakeAccount(2_157_440, pid, ns.encode())
     else:
-        fake.accounts[prog.global_pda(pid)] = FakeAccount(
+        fake_rpc.accounts[prog.global_pda(pid)] = FakeAccount(
             1_614_720, pid, GlobalAccountV1(AUTHORITY, bot, TREASURY).encode()
         )
     if registered:
         user_account = UserAccount(nonce, locked, prog.vault_pda(pid, USER))
-        fake.accounts[prog.user_pda(pid, USER)] = FakeAccount(
+        fake_rpc.accounts[prog.user_pda(pid, USER)] = FakeAccount(
             1_280_640, user_owner or pid, user_account.encode()
         )
     if vault:
-        fake.accounts[prog.vault_pda(pid, USER)] = FakeAccount(vault, SYSTEM)
-    fake.accounts[USER] = FakeAccount(3_000_000_000, SYSTEM)
+        fake_rpc.accounts[prog.vault_pda(pid, USER)] = FakeAccount(vault, SYSTEM)
+    fake_rpc.accounts[USER] = FakeAccount(3_000_000_000, SYSTEM)
 
 
 def authorize(
@@ -132,12 +135,12 @@ def signature_of(params: list[Any]) -> str:
     return str(VersionedTransaction.from_bytes(base64.b64decode(params[0])).signatures[0])
 
 
-def accept(fake: FakeRpc, *, err: Any = None, status: str = "finalized") -> Call:
+def accept(fake_rpc: FakeRpc, *, err: Any = None, status: str = "finalized") -> Call:
     """sendTransaction that lands the transaction (optionally with ``err``) and answers its signature."""
 
     def fn(params: list[Any]) -> Result:
         sig = signature_of(params)
-        fake.land(sig, err=err, status=status)
+        fake_rpc.land(sig, err=err, status=status)
         return Result(sig)
 
     return Call(fn)
@@ -170,35 +173,25 @@ def anchor_logs(pid: Pubkey, name: str, number: int, text: str) -> list[str]:
     ]
 
 
-def make_client(fake: FakeRpc, version: ProgramVersion = V2, **options: Any) -> SettlementClient:
+def make_client(fake_rpc: FakeRpc, version: ProgramVersion = V2, **options: Any) -> SettlementClient:
     settings: dict[str, Any] = {
-        "commitment": "confirmed",
         "confirm_timeout": 2.0,
         "rpc_timeout": 1.0,
         "poll_interval": 0.01,
         "resend_interval": 0.05,
+        **options,
     }
-    settings.update(options)
-    return SettlementClient(fake.url, program=PROGRAMS[version], namespace_id=0, bot=BOT, **settings)
+    return settlement_client(fake_rpc.url, program=PROGRAMS[version], bot=BOT, **settings)
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeRpc]:
-    server = await FakeRpc().start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-@pytest.fixture
-async def client(fake: FakeRpc) -> AsyncIterator[SettlementClient]:
-    async with make_client(fake) as c:
+async def client(fake_rpc: FakeRpc) -> AsyncIterator[SettlementClient]:
+    async with make_client(fake_rpc) as c:
         yield c
 
 
-async def prepared(fake: FakeRpc, client: SettlementClient, **install_options: Any) -> SignedPay:
-    install(fake, client.version, **install_options)
+async def prepared(fake_rpc: FakeRpc, client: SettlementClient, **install_options: Any) -> SignedPay:
+    install(fake_rpc, client.version, **install_options)
     return await client.prepare_pay(USER, authorize(client.version), payload_nonce=0, amount=AMOUNT, now=NOW)
 
 
@@ -345,10 +338,10 @@ MAPPING_CASES: list[tuple[str, Error, str, str | None]] = [
 
 @pytest.mark.parametrize(("case", "reply", "code", "name"), MAPPING_CASES, ids=[c[0] for c in MAPPING_CASES])
 async def test_preflight_errors_map_to_typed_failures(
-    fake: FakeRpc, client: SettlementClient, case: str, reply: Error, code: str, name: str | None
+    fake_rpc: FakeRpc, client: SettlementClient, case: str, reply: Error, code: str, name: str | None
 ) -> None:
-    signed = await prepared(fake, client)
-    fake.script("sendTransaction", reply)
+    signed = await prepared(fake_rpc, client)
+    fake_rpc.script("sendTransaction", reply)
     outcome = await client.submit(signed)
     assert outcome.status is TxStatus.FAILED
     assert outcome.error is not None
@@ -358,8 +351,8 @@ async def test_preflight_errors_map_to_typed_failures(
     assert outcome.error.signature == signed.signature
     assert not outcome.fee_charged
     # A preflight refusal is conclusive: no polling, no re-send.
-    assert fake.methods().count("sendTransaction") == 1
-    assert "getSignatureStatuses" not in fake.methods()
+    assert fake_rpc.methods().count("sendTransaction") == 1
+    assert "getSignatureStatuses" not in fake_rpc.methods()
 
 
 def test_logs_and_numbers_are_kept() -> None:
@@ -455,11 +448,11 @@ def test_node_unhealthy_is_chain_unavailable() -> None:
 
 
 async def test_node_unhealthy_on_send_raises_chain_unavailable_with_the_signature(
-    fake: FakeRpc, client: SettlementClient
+    fake_rpc: FakeRpc, client: SettlementClient
 ) -> None:
-    signed = await prepared(fake, client)
-    fake.script("sendTransaction", Error(-32005, "Node is unhealthy", {"numSlotsBehind": None}))
-    fake.script("getSignatureStatuses", Error(-32005, "Node is unhealthy", {"numSlotsBehind": None}))
+    signed = await prepared(fake_rpc, client)
+    fake_rpc.script("sendTransaction", Error(-32005, "Node is unhealthy", {"numSlotsBehind": None}))
+    fake_rpc.script("getSignatureStatuses", Error(-32005, "Node is unhealthy", {"numSlotsBehind": None}))
     client.confirm_timeout = 0.2
     with pytest.raises(ChainUnavailable) as info:
         await client.submit(signed)
@@ -472,11 +465,11 @@ async def test_node_unhealthy_on_send_raises_chain_unavailable_with_the_signatur
 # Transport failures
 
 
-async def test_connection_refused_is_rpc_unreachable_and_nothing_was_sent(fake: FakeRpc) -> None:
-    install(fake)
-    async with make_client(fake) as client:
+async def test_connection_refused_is_rpc_unreachable_and_nothing_was_sent(fake_rpc: FakeRpc) -> None:
+    install(fake_rpc)
+    async with make_client(fake_rpc) as client:
         signed = await client.prepare_pay(USER, authorize(), payload_nonce=0, amount=AMOUNT, now=NOW)
-        await fake.stop()
+        await fake_rpc.stop()
         with pytest.raises(ChainUnavailable) as info:
             await client.submit(signed)
         assert info.value.code == "rpc_unreachable"
@@ -486,10 +479,10 @@ async def test_connection_refused_is_rpc_unreachable_and_nothing_was_sent(fake: 
             await client.prepare_pay(USER, authorize(), payload_nonce=0, amount=AMOUNT, now=NOW)
 
 
-async def test_slow_node_is_rpc_timeout(fake: FakeRpc) -> None:
-    install(fake)
-    fake.script("getMultipleAccounts", Delay(1.0, Result(None)))
-    async with make_client(fake, rpc_timeout=0.1) as client:
+async def test_slow_node_is_rpc_timeout(fake_rpc: FakeRpc) -> None:
+    install(fake_rpc)
+    fake_rpc.script("getMultipleAccounts", Delay(1.0, Result(None)))
+    async with make_client(fake_rpc, rpc_timeout=0.1) as client:
         with pytest.raises(ChainUnavailable) as info:
             await client.user_account(USER)
     assert info.value.code == "rpc_timeout"
@@ -498,23 +491,23 @@ async def test_slow_node_is_rpc_timeout(fake: FakeRpc) -> None:
 @pytest.mark.parametrize(
     ("status", "code"), [(503, "rpc_unreachable"), (429, "rpc_unreachable"), (400, "rpc_error")]
 )
-async def test_http_errors(fake: FakeRpc, client: SettlementClient, status: int, code: str) -> None:
-    fake.script("getMultipleAccounts", Raw("busy", status=status))
+async def test_http_errors(fake_rpc: FakeRpc, client: SettlementClient, status: int, code: str) -> None:
+    fake_rpc.script("getMultipleAccounts", Raw("busy", status=status))
     with pytest.raises(SettlementError) as info:
         await client.user_account(USER)
     assert info.value.code == code
 
 
-async def test_garbage_response_is_rpc_error(fake: FakeRpc, client: SettlementClient) -> None:
-    fake.script("getMultipleAccounts", Raw("<html>not json</html>"))
+async def test_garbage_response_is_rpc_error(fake_rpc: FakeRpc, client: SettlementClient) -> None:
+    fake_rpc.script("getMultipleAccounts", Raw("<html>not json</html>"))
     with pytest.raises(SettlementError) as info:
         await client.user_account(USER)
     assert info.value.code == "rpc_error"
     assert not isinstance(info.value, ChainUnavailable)
 
 
-async def test_read_errors_are_rpc_error(fake: FakeRpc, client: SettlementClient) -> None:
-    fake.script("getMultipleAccounts", Error(-32602, "Invalid param: WrongSize"))
+async def test_read_errors_are_rpc_error(fake_rpc: FakeRpc, client: SettlementClient) -> None:
+    fake_rpc.script("getMultipleAccounts", Error(-32602, "Invalid param: WrongSize"))
     with pytest.raises(SettlementError) as info:
         await client.balance(USER)
     assert info.value.code == "rpc_error"
@@ -524,23 +517,25 @@ async def test_read_errors_are_rpc_error(fake: FakeRpc, client: SettlementClient
 # submit: confirmation
 
 
-async def test_submit_lands(fake: FakeRpc, client: SettlementClient) -> None:
-    signed = await prepared(fake, client)
-    fake.script("sendTransaction", accept(fake))
+async def test_submit_lands(fake_rpc: FakeRpc, client: SettlementClient) -> None:
+    signed = await prepared(fake_rpc, client)
+    fake_rpc.script("sendTransaction", accept(fake_rpc))
     outcome = await client.submit(signed)
     assert outcome.ok and outcome.status is TxStatus.LANDED
     assert outcome.signature == signed.signature
     assert outcome.slot == 7
     assert outcome.fee_charged
-    sent = [params for method, params in fake.calls if method == "sendTransaction"]
+    sent = [params for method, params in fake_rpc.calls if method == "sendTransaction"]
     assert len(sent) == 1
     assert base64.b64decode(sent[0][0]) == signed.tx_bytes
     assert sent[0][1] == {"encoding": "base64", "skipPreflight": False, "preflightCommitment": "confirmed"}
 
 
-async def test_submit_waits_for_the_configured_commitment(fake: FakeRpc, client: SettlementClient) -> None:
-    signed = await prepared(fake, client)
-    fake.script("sendTransaction", Result(signed.signature))
+async def test_submit_waits_for_the_configured_commitment(
+    fake_rpc: FakeRpc, client: SettlementClient
+) -> None:
+    signed = await prepared(fake_rpc, client)
+    fake_rpc.script("sendTransaction", Result(signed.signature))
     processed = {
         "slot": 7,
         "confirmations": 0,
@@ -550,7 +545,7 @@ async def test_submit_waits_for_the_configured_commitment(fake: FakeRpc, client:
     }
     confirmed = {**processed, "confirmations": 1, "confirmationStatus": "confirmed"}
     ctx = {"slot": 9}
-    fake.script(
+    fake_rpc.script(
         "getSignatureStatuses",
         Result({"context": ctx, "value": [None]}),
         Result({"context": ctx, "value": [processed]}),
@@ -559,14 +554,14 @@ async def test_submit_waits_for_the_configured_commitment(fake: FakeRpc, client:
     )
     outcome = await client.submit(signed)
     assert outcome.ok
-    assert fake.methods().count("getSignatureStatuses") == 4
+    assert fake_rpc.methods().count("getSignatureStatuses") == 4
 
 
 async def test_landed_with_a_program_error_is_failed_and_fee_charged(
-    fake: FakeRpc, client: SettlementClient
+    fake_rpc: FakeRpc, client: SettlementClient
 ) -> None:
-    signed = await prepared(fake, client)
-    fake.script("sendTransaction", accept(fake, err={"InstructionError": [0, {"Custom": 6008}]}))
+    signed = await prepared(fake_rpc, client)
+    fake_rpc.script("sendTransaction", accept(fake_rpc, err={"InstructionError": [0, {"Custom": 6008}]}))
     outcome = await client.submit(signed)
     assert outcome.status is TxStatus.FAILED
     assert outcome.error is not None and outcome.error.code == "signature_expired"
@@ -575,11 +570,11 @@ async def test_landed_with_a_program_error_is_failed_and_fee_charged(
 
 
 async def test_already_processed_in_preflight_means_look_it_up(
-    fake: FakeRpc, client: SettlementClient
+    fake_rpc: FakeRpc, client: SettlementClient
 ) -> None:
-    signed = await prepared(fake, client)
-    fake.land(signed.signature)
-    fake.script(
+    signed = await prepared(fake_rpc, client)
+    fake_rpc.land(signed.signature)
+    fake_rpc.script(
         "sendTransaction",
         preflight(
             "AlreadyProcessed", "Transaction simulation failed: This transaction has already been processed"
@@ -589,38 +584,38 @@ async def test_already_processed_in_preflight_means_look_it_up(
     assert outcome.ok
 
 
-async def test_landed_but_the_response_was_lost(fake: FakeRpc, client: SettlementClient) -> None:
-    signed = await prepared(fake, client)
-    fake.script("sendTransaction", Drop(lambda: fake.land(signed.signature)))
+async def test_landed_but_the_response_was_lost(fake_rpc: FakeRpc, client: SettlementClient) -> None:
+    signed = await prepared(fake_rpc, client)
+    fake_rpc.script("sendTransaction", Drop(lambda: fake_rpc.land(signed.signature)))
     outcome = await client.submit(signed)
     assert outcome.ok
     assert outcome.signature == signed.signature
 
 
 async def test_lost_before_landing_is_resent_with_the_same_bytes(
-    fake: FakeRpc, client: SettlementClient
+    fake_rpc: FakeRpc, client: SettlementClient
 ) -> None:
-    signed = await prepared(fake, client)
-    fake.script("sendTransaction", Drop(), accept(fake))
+    signed = await prepared(fake_rpc, client)
+    fake_rpc.script("sendTransaction", Drop(), accept(fake_rpc))
     outcome = await client.submit(signed)
     assert outcome.ok
-    sent = [base64.b64decode(params[0]) for method, params in fake.calls if method == "sendTransaction"]
+    sent = [base64.b64decode(params[0]) for method, params in fake_rpc.calls if method == "sendTransaction"]
     assert len(sent) == 2
     assert sent[0] == sent[1] == signed.tx_bytes
 
 
 async def test_a_refused_resend_does_not_turn_a_landed_pay_into_a_failure(
-    fake: FakeRpc, client: SettlementClient
+    fake_rpc: FakeRpc, client: SettlementClient
 ) -> None:
     """The first copy lands while we re-send: the re-send's preflight now fails (the nonce moved), which must
     not be read as 'not landed' -- only the status decides."""
-    signed = await prepared(fake, client)
-    fake.script(
+    signed = await prepared(fake_rpc, client)
+    fake_rpc.script(
         "sendTransaction",
         Drop(),
         Call(
             lambda params: (
-                fake.land(signed.signature),
+                fake_rpc.land(signed.signature),
                 preflight({"InstructionError": [0, {"Custom": 6007}]}, "custom program error: 0x1777"),
             )[1]
         ),
@@ -629,55 +624,55 @@ async def test_a_refused_resend_does_not_turn_a_landed_pay_into_a_failure(
 
     def status_reply(params: list[Any]) -> Result:
         statuses["n"] += 1
-        return Result({"context": {"slot": 9}, "value": [fake.statuses.get(params[0][0])]})
+        return Result({"context": {"slot": 9}, "value": [fake_rpc.statuses.get(params[0][0])]})
 
-    fake.script("getSignatureStatuses", Call(status_reply))
+    fake_rpc.script("getSignatureStatuses", Call(status_reply))
     outcome = await client.submit(signed)
     assert outcome.ok
-    assert fake.methods().count("sendTransaction") == 2
+    assert fake_rpc.methods().count("sendTransaction") == 2
 
 
 async def test_expired_blockhash_without_status_is_failed_not_landed(
-    fake: FakeRpc, client: SettlementClient
+    fake_rpc: FakeRpc, client: SettlementClient
 ) -> None:
-    signed = await prepared(fake, client)
-    fake.script("sendTransaction", Result(signed.signature))  # accepted, but it never lands
-    fake.block_height = signed.last_valid_block_height + 1
+    signed = await prepared(fake_rpc, client)
+    fake_rpc.script("sendTransaction", Result(signed.signature))  # accepted, but it never lands
+    fake_rpc.block_height = signed.last_valid_block_height + 1
     outcome = await client.submit(signed)
     assert outcome.status is TxStatus.FAILED
     assert outcome.error is not None and outcome.error.code == "blockhash_expired"
     assert outcome.error.landed is False
     assert not outcome.fee_charged
     # Status, height, then one last status look before declaring it dead.
-    assert fake.methods()[-3:] == ["getSignatureStatuses", "getBlockHeight", "getSignatureStatuses"]
-    heights = [params for method, params in fake.calls if method == "getBlockHeight"]
+    assert fake_rpc.methods()[-3:] == ["getSignatureStatuses", "getBlockHeight", "getSignatureStatuses"]
+    heights = [params for method, params in fake_rpc.calls if method == "getBlockHeight"]
     assert heights[0][0]["commitment"] == "confirmed"
 
 
 async def test_landed_in_the_last_valid_block_is_still_landed(
-    fake: FakeRpc, client: SettlementClient
+    fake_rpc: FakeRpc, client: SettlementClient
 ) -> None:
-    signed = await prepared(fake, client)
-    fake.script("sendTransaction", Result(signed.signature))
-    fake.block_height = signed.last_valid_block_height + 1
+    signed = await prepared(fake_rpc, client)
+    fake_rpc.script("sendTransaction", Result(signed.signature))
+    fake_rpc.block_height = signed.last_valid_block_height + 1
     calls = {"n": 0}
 
     def status_reply(params: list[Any]) -> Result:
         calls["n"] += 1
         if calls["n"] == 2:  # appears between the first look and the expiry check
-            fake.land(signed.signature)
-        return Result({"context": {"slot": 9}, "value": [fake.statuses.get(params[0][0])]})
+            fake_rpc.land(signed.signature)
+        return Result({"context": {"slot": 9}, "value": [fake_rpc.statuses.get(params[0][0])]})
 
-    fake.script("getSignatureStatuses", Call(status_reply))
+    fake_rpc.script("getSignatureStatuses", Call(status_reply))
     outcome = await client.submit(signed)
     assert outcome.ok
 
 
-async def test_confirm_timeout_raises_chain_unavailable_with_resume_data(fake: FakeRpc) -> None:
-    install(fake)
-    async with make_client(fake, confirm_timeout=0.15) as client:
+async def test_confirm_timeout_raises_chain_unavailable_with_resume_data(fake_rpc: FakeRpc) -> None:
+    install(fake_rpc)
+    async with make_client(fake_rpc, confirm_timeout=0.15) as client:
         signed = await client.prepare_pay(USER, authorize(), payload_nonce=0, amount=AMOUNT, now=NOW)
-        fake.script("sendTransaction", Result(signed.signature))
+        fake_rpc.script("sendTransaction", Result(signed.signature))
         with pytest.raises(ChainUnavailable) as info:
             await client.submit(signed)
     assert info.value.code == "rpc_timeout"
@@ -685,12 +680,12 @@ async def test_confirm_timeout_raises_chain_unavailable_with_resume_data(fake: F
     assert info.value.last_valid_block_height == signed.last_valid_block_height
 
 
-async def test_rpc_down_while_confirming_raises_the_last_problem(fake: FakeRpc) -> None:
-    install(fake)
-    async with make_client(fake, confirm_timeout=0.2) as client:
+async def test_rpc_down_while_confirming_raises_the_last_problem(fake_rpc: FakeRpc) -> None:
+    install(fake_rpc)
+    async with make_client(fake_rpc, confirm_timeout=0.2) as client:
         signed = await client.prepare_pay(USER, authorize(), payload_nonce=0, amount=AMOUNT, now=NOW)
-        fake.script("sendTransaction", Result(signed.signature))
-        fake.script("getSignatureStatuses", Raw("", status=502))
+        fake_rpc.script("sendTransaction", Result(signed.signature))
+        fake_rpc.script("getSignatureStatuses", Raw("", status=502))
         with pytest.raises(ChainUnavailable) as info:
             await client.submit(signed)
     assert info.value.code == "rpc_unreachable"
@@ -702,41 +697,43 @@ async def test_rpc_down_while_confirming_raises_the_last_problem(fake: FakeRpc) 
 
 
 @pytest.mark.parametrize("version", [V1, V2])
-async def test_prepare_pay_builds_a_signed_pay(fake: FakeRpc, version: ProgramVersion) -> None:
-    install(fake, version, nonce=3)
+async def test_prepare_pay_builds_a_signed_pay(fake_rpc: FakeRpc, version: ProgramVersion) -> None:
+    install(fake_rpc, version, nonce=3)
     auth = authorize(version, nonce=3)
-    async with make_client(fake, version) as client:
+    async with make_client(fake_rpc, version) as client:
         signed = await client.prepare_pay(USER, auth, payload_nonce=3, amount=AMOUNT, now=NOW)
     assert (signed.amount, signed.user, signed.nonce) == (AMOUNT, USER, 3)
-    assert signed.last_valid_block_height == fake.last_valid_block_height
+    assert signed.last_valid_block_height == fake_rpc.last_valid_block_height
     tx = VersionedTransaction.from_bytes(signed.tx_bytes)
     assert str(tx.signatures[0]) == signed.signature
     assert tx.verify_with_results() == [True]
     message = tx.message
     assert message.account_keys[0] == BOT.pubkey()  # fee payer
-    assert str(message.recent_blockhash) == fake.blockhash
+    assert str(message.recent_blockhash) == fake_rpc.blockhash
     assert len(message.instructions) == 1
     ix = message.instructions[0]
     assert message.account_keys[ix.program_id_index] == PROGRAMS[version].program_id
     args = prog.decode_instruction(version, bytes(ix.data))
     assert args == PayArgs(auth, AMOUNT, 0)
-    assert "sendTransaction" not in fake.methods()
+    assert "sendTransaction" not in fake_rpc.methods()
 
 
-async def test_prepare_pay_accepts_the_wire_recover_info(fake: FakeRpc, client: SettlementClient) -> None:
+async def test_prepare_pay_accepts_the_wire_recover_info(fake_rpc: FakeRpc, client: SettlementClient) -> None:
     from device.protocol import RecoverInfo
 
-    install(fake)
+    install(fake_rpc)
     auth = authorize()
     wire = RecoverInfo(auth.signature, auth.extra_data, auth.deadline, "extra_data")
     signed = await client.prepare_pay(USER, wire, payload_nonce=0, amount=AMOUNT, now=NOW)
     assert signed.amount == AMOUNT
 
 
-async def test_prepare_pay_reads_in_one_batch_plus_blockhash(fake: FakeRpc, client: SettlementClient) -> None:
-    await prepared(fake, client)
+async def test_prepare_pay_reads_in_one_batch_plus_blockhash(
+    fake_rpc: FakeRpc, client: SettlementClient
+) -> None:
+    await prepared(fake_rpc, client)
     await client.prepare_pay(USER, authorize(), payload_nonce=0, amount=AMOUNT, now=NOW)
-    methods = fake.methods()
+    methods = fake_rpc.methods()
     first = ["getMultipleAccounts", "getLatestBlockhash", "getMinimumBalanceForRentExemption"]
     assert sorted(methods) == sorted(
         [*first, "getMultipleAccounts", "getLatestBlockhash"]
@@ -764,46 +761,46 @@ LOCAL_REFUSALS: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
     ("case", "chain", "request_", "code"), LOCAL_REFUSALS, ids=[c[0] for c in LOCAL_REFUSALS]
 )
 async def test_prepare_pay_refuses_locally(
-    fake: FakeRpc,
+    fake_rpc: FakeRpc,
     client: SettlementClient,
     case: str,
     chain: dict[str, Any],
     request_: dict[str, Any],
     code: str,
 ) -> None:
-    install(fake, **chain)
+    install(fake_rpc, **chain)
     auth = authorize(**request_.get("auth", {}))
     with pytest.raises((AuthorizationError, SettlementError)) as info:
         await client.prepare_pay(
             USER, auth, payload_nonce=request_.get("payload_nonce", 0), amount=AMOUNT, now=NOW
         )
     assert info.value.code == code
-    assert "sendTransaction" not in fake.methods()
-    assert "simulateTransaction" not in fake.methods()
+    assert "sendTransaction" not in fake_rpc.methods()
+    assert "simulateTransaction" not in fake_rpc.methods()
 
 
-async def test_paying_the_whole_vault_is_allowed(fake: FakeRpc, client: SettlementClient) -> None:
-    install(fake, vault=AMOUNT)
+async def test_paying_the_whole_vault_is_allowed(fake_rpc: FakeRpc, client: SettlementClient) -> None:
+    install(fake_rpc, vault=AMOUNT)
     signed = await client.prepare_pay(USER, authorize(), payload_nonce=0, amount=AMOUNT, now=NOW)
     assert signed.amount == AMOUNT
 
 
-async def test_deadline_equal_to_now_is_still_valid(fake: FakeRpc, client: SettlementClient) -> None:
-    install(fake)
+async def test_deadline_equal_to_now_is_still_valid(fake_rpc: FakeRpc, client: SettlementClient) -> None:
+    install(fake_rpc)
     await client.prepare_pay(USER, authorize(deadline=NOW), payload_nonce=0, amount=AMOUNT, now=NOW)
 
 
-async def test_missing_namespace(fake: FakeRpc, client: SettlementClient) -> None:
-    install(fake)
-    del fake.accounts[prog.namespace_pda(V2_PID, 0)]
+async def test_missing_namespace(fake_rpc: FakeRpc, client: SettlementClient) -> None:
+    install(fake_rpc)
+    del fake_rpc.accounts[prog.namespace_pda(V2_PID, 0)]
     with pytest.raises(SettlementError) as info:
         await client.prepare_pay(USER, authorize(), payload_nonce=0, amount=AMOUNT, now=NOW)
     assert info.value.code == "namespace_not_found"
 
 
-async def test_corrupt_namespace_is_a_typed_error(fake: FakeRpc, client: SettlementClient) -> None:
-    install(fake)
-    fake.accounts[prog.namespace_pda(V2_PID, 0)].data = b"\x00" * 182
+async def test_corrupt_namespace_is_a_typed_error(fake_rpc: FakeRpc, client: SettlementClient) -> None:
+    install(fake_rpc)
+    fake_rpc.accounts[prog.namespace_pda(V2_PID, 0)].data = b"\x00" * 182
     with pytest.raises(SettlementError) as info:
         await client.namespace()
     assert info.value.code == "account_layout_invalid"
@@ -839,75 +836,77 @@ def test_build_signed_pay_is_pure_and_can_build_v0() -> None:
 # resume
 
 
-async def test_resume_landed_sends_nothing(fake: FakeRpc, client: SettlementClient) -> None:
-    fake.land("5" * 88)
+async def test_resume_landed_sends_nothing(fake_rpc: FakeRpc, client: SettlementClient) -> None:
+    fake_rpc.land("5" * 88)
     outcome = await client.resume("5" * 88, 250)
     assert outcome.ok
-    assert fake.methods() == ["getSignatureStatuses"]
-    params = next(p for m, p in fake.calls if m == "getSignatureStatuses")
+    assert fake_rpc.methods() == ["getSignatureStatuses"]
+    params = next(p for m, p in fake_rpc.calls if m == "getSignatureStatuses")
     assert params[1] == {"searchTransactionHistory": True}
 
 
-async def test_resume_landed_with_error(fake: FakeRpc, client: SettlementClient) -> None:
-    fake.land("5" * 88, err={"InstructionError": [0, {"Custom": 6004}]})
+async def test_resume_landed_with_error(fake_rpc: FakeRpc, client: SettlementClient) -> None:
+    fake_rpc.land("5" * 88, err={"InstructionError": [0, {"Custom": 6004}]})
     outcome = await client.resume("5" * 88, 250)
     assert outcome.status is TxStatus.FAILED
     assert outcome.error is not None
     assert (outcome.error.code, outcome.error.landed) == ("insufficient_funds", True)
 
 
-async def test_resume_expired(fake: FakeRpc, client: SettlementClient) -> None:
-    fake.block_height = 251
+async def test_resume_expired(fake_rpc: FakeRpc, client: SettlementClient) -> None:
+    fake_rpc.block_height = 251
     outcome = await client.resume("5" * 88, 250, tx_bytes=b"never re-sent")
     assert outcome.status is TxStatus.FAILED
     assert outcome.error is not None and outcome.error.code == "blockhash_expired"
-    assert "sendTransaction" not in fake.methods()
+    assert "sendTransaction" not in fake_rpc.methods()
 
 
-async def test_resume_pending_resends_the_bytes_and_lands(fake: FakeRpc, client: SettlementClient) -> None:
-    signed = await prepared(fake, client)
-    fake.calls.clear()
-    fake.script("sendTransaction", accept(fake))
+async def test_resume_pending_resends_the_bytes_and_lands(
+    fake_rpc: FakeRpc, client: SettlementClient
+) -> None:
+    signed = await prepared(fake_rpc, client)
+    fake_rpc.calls.clear()
+    fake_rpc.script("sendTransaction", accept(fake_rpc))
     outcome = await client.resume(signed.signature, signed.last_valid_block_height, tx_bytes=signed.tx_bytes)
     assert outcome.ok
-    assert fake.methods()[:3] == ["getSignatureStatuses", "getBlockHeight", "sendTransaction"]
+    assert fake_rpc.methods()[:3] == ["getSignatureStatuses", "getBlockHeight", "sendTransaction"]
 
 
 async def test_resume_pending_without_bytes_polls_until_it_lands(
-    fake: FakeRpc, client: SettlementClient
+    fake_rpc: FakeRpc, client: SettlementClient
 ) -> None:
     n = {"polls": 0}
 
     def status_reply(params: list[Any]) -> Result:
         n["polls"] += 1
         if n["polls"] == 3:
-            fake.land(params[0][0])
-        return Result({"context": {"slot": 9}, "value": [fake.statuses.get(params[0][0])]})
+            fake_rpc.land(params[0][0])
+        return Result({"context": {"slot": 9}, "value": [fake_rpc.statuses.get(params[0][0])]})
 
-    fake.script("getSignatureStatuses", Call(status_reply))
+    fake_rpc.script("getSignatureStatuses", Call(status_reply))
     outcome = await client.resume("5" * 88, 250)
     assert outcome.ok
-    assert "sendTransaction" not in fake.methods()
+    assert "sendTransaction" not in fake_rpc.methods()
 
 
-async def test_resume_pending_then_expires(fake: FakeRpc, client: SettlementClient) -> None:
+async def test_resume_pending_then_expires(fake_rpc: FakeRpc, client: SettlementClient) -> None:
     heights = iter([240, 245, 251])
-    fake.script("getBlockHeight", Call(lambda params: Result(next(heights, 251))))
+    fake_rpc.script("getBlockHeight", Call(lambda params: Result(next(heights, 251))))
     outcome = await client.resume("5" * 88, 250)
     assert outcome.error is not None and outcome.error.code == "blockhash_expired"
 
 
-async def test_resume_still_pending_at_the_timeout(fake: FakeRpc) -> None:
-    async with make_client(fake, confirm_timeout=0.1) as client:
+async def test_resume_still_pending_at_the_timeout(fake_rpc: FakeRpc) -> None:
+    async with make_client(fake_rpc, confirm_timeout=0.1) as client:
         with pytest.raises(ChainUnavailable) as info:
             await client.resume("5" * 88, 250)
     assert info.value.code == "rpc_timeout"
     assert info.value.signature == "5" * 88
 
 
-async def test_resume_with_the_rpc_down(fake: FakeRpc) -> None:
-    async with make_client(fake, confirm_timeout=0.1) as client:
-        await fake.stop()
+async def test_resume_with_the_rpc_down(fake_rpc: FakeRpc) -> None:
+    async with make_client(fake_rpc, confirm_timeout=0.1) as client:
+        await fake_rpc.stop()
         with pytest.raises(ChainUnavailable) as info:
             await client.resume("5" * 88, 250)
     assert info.value.code == "rpc_unreachable"
@@ -917,8 +916,8 @@ async def test_resume_with_the_rpc_down(fake: FakeRpc) -> None:
 # Reads
 
 
-async def test_reads_v2(fake: FakeRpc, client: SettlementClient) -> None:
-    install(fake, nonce=4, vault=9_000_000, locked=1_000_000)
+async def test_reads_v2(fake_rpc: FakeRpc, client: SettlementClient) -> None:
+    install(fake_rpc, nonce=4, vault=9_000_000, locked=1_000_000)
     account = await client.user_account(USER)
     assert account == UserAccount(4, 1_000_000, prog.vault_pda(V2_PID, USER))
     assert await client.vault_balance(USER) == 9_000_000
@@ -936,40 +935,40 @@ async def test_reads_v2(fake: FakeRpc, client: SettlementClient) -> None:
     assert await client.check_bot() == namespace
 
 
-async def test_reads_of_an_unregistered_user(fake: FakeRpc, client: SettlementClient) -> None:
-    install(fake, registered=False, vault=0)
+async def test_reads_of_an_unregistered_user(fake_rpc: FakeRpc, client: SettlementClient) -> None:
+    install(fake_rpc, registered=False, vault=0)
     assert await client.user_account(USER) is None
     assert await client.vault_balance(USER) == 0
     assert await client.available(USER) == 0
     assert (await client.balance(USER)).registered is False
 
 
-async def test_check_bot_v1_and_mismatch(fake: FakeRpc) -> None:
-    install(fake, V1)
-    async with make_client(fake, V1) as client:
+async def test_check_bot_v1_and_mismatch(fake_rpc: FakeRpc) -> None:
+    install(fake_rpc, V1)
+    async with make_client(fake_rpc, V1) as client:
         operator = await client.check_bot()
         assert isinstance(operator, GlobalAccountV1)
         assert await client.global_account() == operator
         with pytest.raises(SettlementError) as info:
             await client.namespace()
         assert info.value.code == "argument_invalid"
-    fake.accounts.clear()
-    install(fake, V1, bot=TREASURY)
-    async with make_client(fake, V1) as client:
+    fake_rpc.accounts.clear()
+    install(fake_rpc, V1, bot=TREASURY)
+    async with make_client(fake_rpc, V1) as client:
         with pytest.raises(SettlementError) as info:
             await client.check_bot()
     assert info.value.code == "bot_not_registered"
 
 
-async def test_node_version_and_airdrop(fake: FakeRpc, client: SettlementClient) -> None:
-    fake.solana_core = "2.2.0-localnet"
+async def test_node_version_and_airdrop(fake_rpc: FakeRpc, client: SettlementClient) -> None:
+    fake_rpc.solana_core = "2.2.0-localnet"
     assert "localnet" in await client.node_version()
 
     def airdrop(params: list[Any]) -> Result:
-        fake.land("3" * 88)
+        fake_rpc.land("3" * 88)
         return Result("3" * 88)
 
-    fake.script("requestAirdrop", Call(airdrop))
+    fake_rpc.script("requestAirdrop", Call(airdrop))
     outcome = await client.request_airdrop(USER, 1_000_000_000)
     assert outcome.ok
 
@@ -1000,12 +999,12 @@ def test_constructor_rejects_nonsense() -> None:
         ChainClient("http://127.0.0.1:1", program=PROGRAMS[V1], namespace_id=1)
 
 
-async def test_garbage_while_confirming_is_chain_unavailable_not_a_verdict(fake: FakeRpc) -> None:
-    install(fake)
-    async with make_client(fake, confirm_timeout=0.15) as client:
+async def test_garbage_while_confirming_is_chain_unavailable_not_a_verdict(fake_rpc: FakeRpc) -> None:
+    install(fake_rpc)
+    async with make_client(fake_rpc, confirm_timeout=0.15) as client:
         signed = await client.prepare_pay(USER, authorize(), payload_nonce=0, amount=AMOUNT, now=NOW)
-        fake.script("sendTransaction", Result(signed.signature))
-        fake.script("getSignatureStatuses", Raw("{not json"))
+        fake_rpc.script("sendTransaction", Result(signed.signature))
+        fake_rpc.script("getSignatureStatuses", Raw("{not json"))
         with pytest.raises(ChainUnavailable) as info:
             await client.submit(signed)
     assert info.value.code == "rpc_unreachable"
@@ -1015,10 +1014,10 @@ async def test_garbage_while_confirming_is_chain_unavailable_not_a_verdict(fake:
 
 @pytest.mark.parametrize("reply", [Raw("bad gateway", status=400), Raw("<html>proxy error</html>")])
 async def test_an_http_level_send_failure_is_not_a_verdict(
-    fake: FakeRpc, client: SettlementClient, reply: Raw
+    fake_rpc: FakeRpc, client: SettlementClient, reply: Raw
 ) -> None:
     """A proxy may have forwarded the transaction before failing: look it up instead of reporting failure."""
-    signed = await prepared(fake, client)
-    fake.script("sendTransaction", Call(lambda params: (fake.land(signed.signature), reply)[1]))
+    signed = await prepared(fake_rpc, client)
+    fake_rpc.script("sendTransaction", Call(lambda params: (fake_rpc.land(signed.signature), reply)[1]))
     outcome = await client.submit(signed)
     assert outcome.ok

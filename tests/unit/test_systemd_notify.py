@@ -11,14 +11,7 @@ from pathlib import Path
 import pytest
 
 from device.systemd_notify import Notifier, Watchdog, watchdog_interval
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fixtures.clock import FakeClock
 
 
 @pytest.fixture
@@ -106,7 +99,7 @@ def test_watchdog_interval_none_for_other_pid_or_unset() -> None:
 
 def test_watchdog_pings_when_both_heartbeats_fresh(notify_socket: tuple[socket.socket, str]) -> None:
     sock, path = notify_socket
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     dog = Watchdog(Notifier(path), 30.0, clock=clock)
     dog.heartbeat("loop")
     dog.heartbeat("inference")
@@ -119,7 +112,7 @@ def test_watchdog_refuses_to_ping_when_inference_heartbeat_is_stale(
     notify_socket: tuple[socket.socket, str],
 ) -> None:
     sock, path = notify_socket
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     dog = Watchdog(Notifier(path), 30.0, clock=clock)
     dog.heartbeat("inference")
     clock.now += 31
@@ -133,7 +126,7 @@ def test_watchdog_refuses_to_ping_when_loop_heartbeat_is_stale(
     notify_socket: tuple[socket.socket, str],
 ) -> None:
     sock, path = notify_socket
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     dog = Watchdog(Notifier(path), 30.0, clock=clock)
     dog.heartbeat("loop")
     clock.now += 31
@@ -144,14 +137,14 @@ def test_watchdog_refuses_to_ping_when_loop_heartbeat_is_stale(
 
 def test_watchdog_requires_loop_before_its_first_beat(notify_socket: tuple[socket.socket, str]) -> None:
     _sock, path = notify_socket
-    dog = Watchdog(Notifier(path), 30.0, clock=FakeClock())
+    dog = Watchdog(Notifier(path), 30.0, clock=FakeClock(1000.0))
     assert dog.stale_sources() == ("loop",)
     assert not dog.tick()
 
 
 def test_watchdog_inference_not_required_until_it_beats(notify_socket: tuple[socket.socket, str]) -> None:
     sock, path = notify_socket
-    dog = Watchdog(Notifier(path), 30.0, clock=FakeClock())
+    dog = Watchdog(Notifier(path), 30.0, clock=FakeClock(1000.0))
     dog.heartbeat("loop")
     assert dog.tick()
     assert received(sock) == ["WATCHDOG=1"]
@@ -159,7 +152,7 @@ def test_watchdog_inference_not_required_until_it_beats(notify_socket: tuple[soc
 
 def test_watchdog_forget_stops_requiring_a_source(notify_socket: tuple[socket.socket, str]) -> None:
     _sock, path = notify_socket
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     dog = Watchdog(Notifier(path), 30.0, clock=clock)
     dog.heartbeat("inference")
     clock.now += 100
