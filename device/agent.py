@@ -7,7 +7,8 @@ Start order (reverse on stop), each part handed its dependencies explicitly:
 3. chain: ``embedded`` starts the localnet stand-in with this device's bot registered;
 4. settlement client → recharge processor, which first resumes every unfinished recharge;
 5. relay link: subscribes from ``cursor − overlap`` and publishes the outbox;
-6. the model (one worker thread) and the chat socket (systemd's, or our own);
+6. chat holds a crash left open are settled at their last checkpoint (signed debits, exactly once);
+   the model (one worker thread) and the chat socket (systemd's, or our own);
 7. the button; ``endpoints.json`` for the user commands in a second terminal;
 8. ``READY=1`` to systemd, and the watchdog, fed by the event loop and the inference worker only —
    never by network health, so a dead relay or RPC does not cause restart loops.
@@ -193,8 +194,9 @@ class Agent:
                 passed[0] if passed else None,
                 environ=self.environ,
             )
-            await chat.start()
             stack.push_async_callback(chat.stop)
+            await chat.meter.settle_open_holds()  # chats a crash cut off: debited at their last checkpoint
+            await chat.start()
 
             display = next((i for i in indicators if isinstance(i, DisplayIndicator)), None)
             button = build_button(

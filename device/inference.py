@@ -28,6 +28,8 @@ import asyncio
 import codecs
 import concurrent.futures
 import contextlib
+import re
+import secrets
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -138,13 +140,24 @@ class _Model:
         self.n_ctx = int(self._llm.n_ctx())
 
     def chat_tokens(self, messages: Sequence[ChatMessage]) -> list[int]:
-        """Render ``messages`` with the GGUF chat template (plus the generation prompt) and tokenize."""
-        rendered = self._formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
-        return list(
-            self._llm.tokenize(
-                rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True
-            )
-        )
+        """Render ``messages`` with the GGUF chat template (plus the generation prompt) and tokenize.
+
+        Message contents are tokenized as plain text: a ``<|im_end|>`` typed by a user stays text and
+        never becomes a control token.  The template is rendered around unguessable placeholders; only
+        the template's own text is tokenized with special tokens parsed.
+        """
+        marks = [f"\ue000{secrets.token_hex(8)}\ue001" for _ in messages]
+        pairs = list(zip(marks, messages, strict=True))
+        rendered = self._formatter(messages=[{"role": m.role, "content": k} for k, m in pairs])
+        contents = {k: m.content for k, m in pairs}
+        tokens: list[int] = []
+        add_bos = not rendered.added_special
+        for piece in re.split(f"({'|'.join(marks)})", rendered.prompt):
+            text, special = (contents[piece], False) if piece in contents else (piece, True)
+            if text:
+                tokens += self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
+                add_bos = False
+        return tokens
 
     def cached_prefix(self, prompt: Sequence[int]) -> int:
         """How many leading prompt tokens the KV cache already holds (at most ``len(prompt) - 1``)."""
@@ -228,6 +241,8 @@ class Generation:
         self._credits = threading.Semaphore(_WINDOW)
         self._cancel = threading.Event()
         self._result: GenerationResult | None = None
+        #: Tokens sampled so far (set by the worker before it emits their text; metering checkpoints it).
+        self.produced = 0
 
     # ------------------------------------------------------------------ consumer side (event loop)
     def __aiter__(self) -> AsyncIterator[str]:
@@ -413,6 +428,7 @@ def _run_generation(
                     reason = FinishReason.STOP
                     break
                 produced += 1
+                gen.produced = produced
                 text, hit = matcher.feed(decoder.decode(model.piece(token)))
                 if text:
                     gen.emit(text)
