@@ -143,9 +143,14 @@ class _Model:
         """Render ``messages`` with the GGUF chat template (plus the generation prompt) and tokenize.
 
         Message contents are tokenized as plain text: a ``<|im_end|>`` typed by a user stays text and
-        never becomes a control token.  The template is rendered around unguessable placeholders; only
-        the template's own text is tokenized with special tokens parsed.
+        never becomes a control token.  Contents without control-token text tokenize exactly as
+        llama.cpp does; otherwise the template is rendered around unguessable placeholders and only
+        its own text is tokenized with special tokens parsed.
         """
+        plain = [{"role": m.role, "content": m.content} for m in messages]
+        if not any(self._has_special(m.content) for m in messages):
+            rendered = self._formatter(messages=plain)
+            return self._tokenize(rendered.prompt, add_bos=not rendered.added_special, special=True)
         marks = [f"\ue000{secrets.token_hex(8)}\ue001" for _ in messages]
         pairs = list(zip(marks, messages, strict=True))
         rendered = self._formatter(messages=[{"role": m.role, "content": k} for k, m in pairs])
@@ -155,9 +160,18 @@ class _Model:
         for piece in re.split(f"({'|'.join(marks)})", rendered.prompt):
             text, special = (contents[piece], False) if piece in contents else (piece, True)
             if text:
-                tokens += self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
+                tokens += self._tokenize(text, add_bos=add_bos, special=special)
                 add_bos = False
         return tokens
+
+    def _has_special(self, text: str) -> bool:
+        """True when ``text`` contains the text of a control token."""
+        return self._tokenize(text, add_bos=False, special=True) != self._tokenize(
+            text, add_bos=False, special=False
+        )
+
+    def _tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
+        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special))
 
     def cached_prefix(self, prompt: Sequence[int]) -> int:
         """How many leading prompt tokens the KV cache already holds (at most ``len(prompt) - 1``)."""

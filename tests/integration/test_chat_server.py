@@ -75,11 +75,17 @@ def make_config(sock: Path, state: Path, n_ctx: int = 512, **chat: Any) -> Confi
 
 
 async def start_device(
-    model: Path, sock_dir: Path, state_dir: Path, *, n_ctx: int = 512, **chat: Any
+    model: Path,
+    sock_dir: Path,
+    state_dir: Path,
+    *,
+    n_ctx: int = 512,
+    busy_timeout_s: float = 5.0,
+    **chat: Any,
 ) -> Device:
     config = make_config(sock_dir / "chat.sock", state_dir, n_ctx, **chat)
     keys = Keys.generate()
-    ledger = Ledger.open(state_dir / "ledger.sqlite3")
+    ledger = Ledger.open(state_dir / "ledger.sqlite3", busy_timeout_s=busy_timeout_s)
     signer = EventSigner(keys, session="test", machine_pubkey=str(keys.public_key().to_hex()))
     hub = StateHub()
     engine = Engine(model, n_ctx=n_ctx, n_threads=1)
@@ -233,7 +239,7 @@ async def test_concurrent_chats_of_one_user_never_overspend(device: Device) -> N
     )
     charged = sum(b["usage"]["total_tokens"] for s, b in results if s == 200)
     refused = [b["error"]["code"] for s, b in results if s != 200]
-    assert set(refused) <= {"insufficient_balance"}
+    assert set(refused) <= {"insufficient_balance", "user_busy"}  # one generating + one waiting per user
     balance = device.ledger.balance(str(user.pubkey()))
     assert balance.total == 3 * prompt + 20 - charged >= 0
     assert -sum(d.tokens for d in debits(device, user)) == charged
@@ -319,6 +325,7 @@ async def test_balance_reports_only_the_callers_tokens(device: Device) -> None:
 
 async def test_oversized_body_is_413(device: Device) -> None:
     user = Keypair()
+    device.fund(user, 1_000_000)
     big = [{"role": "user", "content": "x" * 70_000}]
     status, body = await chat(device, user, {"messages": big})
     assert (status, body["error"]["code"]) == (413, "request_too_large")
