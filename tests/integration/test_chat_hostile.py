@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from solders.keypair import Keypair
 
 from device.inference import ChatMessage

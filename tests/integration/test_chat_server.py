@@ -333,6 +333,7 @@ async def test_oversized_body_is_413(device: Device) -> None:
 
 async def test_malformed_request_is_400_naming_the_field(device: Device) -> None:
     user = Keypair()
+    device.fund(user, 1_000)
     status, body = await chat(device, user, {"messages": HELLO, "max_tokens": -1})
     assert (status, body["error"]["code"], body["error"]["param"]) == (400, "bad_request", "max_tokens")
 
