@@ -251,12 +251,14 @@ class Generation:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._deltas: asyncio.Queue[str | GenerationResult] = asyncio.Queue()
+        self._deltas: asyncio.Queue[tuple[str | GenerationResult, int]] = asyncio.Queue()
         self._credits = threading.Semaphore(_WINDOW)
         self._cancel = threading.Event()
         self._result: GenerationResult | None = None
-        #: Tokens sampled so far (set by the worker before it emits their text; metering checkpoints it).
+        #: Tokens sampled so far (set by the worker before it emits their text).
         self.produced = 0
+        #: Tokens whose text the consumer has taken (what metering checkpoints while streaming).
+        self.delivered = 0
 
     # ------------------------------------------------------------------ consumer side (event loop)
     def __aiter__(self) -> AsyncIterator[str]:
@@ -264,7 +266,7 @@ class Generation:
 
     async def _iterate(self) -> AsyncIterator[str]:
         while self._result is None:
-            item = await self._deltas.get()
+            item, self.delivered = await self._deltas.get()
             self._credits.release()
             if isinstance(item, GenerationResult):
                 self._result = item
@@ -280,7 +282,7 @@ class Generation:
         if self._result is None:
             self._cancel.set()
             while self._result is None:
-                item = await self._deltas.get()
+                item, _ = await self._deltas.get()
                 self._credits.release()
                 if isinstance(item, GenerationResult):
                     self._result = item
@@ -306,7 +308,7 @@ class Generation:
                     return  # nobody reads deltas any more; the result is what matters
         else:
             self._credits.acquire(blocking=False)
-        self._loop.call_soon_threadsafe(self._deltas.put_nowait, item)
+        self._loop.call_soon_threadsafe(self._deltas.put_nowait, (item, self.produced))
 
 
 class Engine:

@@ -471,25 +471,26 @@ class _Metered:
         self._waived = False
 
     async def progress(self) -> None:
-        """Checkpoint the owed count on the first token, then every 32 tokens or 1 s, whichever first.
+        """Checkpoint the delivered count on the first token, then every 32 tokens or 1 s, whichever first.
 
+        Called before each delta is sent, so at most one checkpoint's worth is ever delivered unrecorded.
         Raises ``ledger_unavailable`` (and stops the worker) when the ledger refuses the checkpoint.
         """
-        produced = self.generation.produced
-        if produced <= self._saved:
+        delivered = self.generation.delivered
+        if delivered <= self._saved:
             return
         now = time.monotonic()
         if (
             self._saved == 0
-            or produced - self._saved >= CHECKPOINT_TOKENS
+            or delivered - self._saved >= CHECKPOINT_TOKENS
             or now - self._saved_at >= CHECKPOINT_SECONDS
         ):
             try:
-                await self._meter.checkpoint(self.hold, self.hold.prompt_tokens + produced)
+                await self._meter.checkpoint(self.hold, self.hold.prompt_tokens + delivered)
             except DeviceError:
                 self.generation.cancel()
                 raise
-            self._saved, self._saved_at = produced, now
+            self._saved, self._saved_at = delivered, now
 
     def waive(self) -> None:
         """Charge nothing for this generation (its answer is not delivered)."""
