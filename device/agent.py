@@ -215,7 +215,7 @@ class Agent:
                 stack.push_async_callback(button.drain)
                 stack.callback(button.stop)
 
-            Endpoints(
+            endpoints = Endpoints(
                 relays=self.relay_urls,
                 rpc_url=self.rpc_url,
                 machine_pubkey=self.plan.machine_pubkey,
@@ -226,8 +226,17 @@ class Agent:
                 program_id=self.plan.program_id,
                 namespace_id=self.plan.namespace_id,
                 pid=os.getpid(),
-            ).write(state_dir)
-            stack.callback(Endpoints.remove, state_dir)
+            )
+            try:
+                endpoints.write(state_dir)
+                stack.callback(Endpoints.remove, state_dir)
+            except OSError as exc:  # e.g. a card remounted read-only: serve anyway (chats refuse as needed)
+                log.warning(
+                    "cannot write %s: %s; user commands cannot discover this agent",
+                    state_dir,
+                    exc,
+                    extra={"code": "endpoints_unwritable"},
+                )
 
             self._announce(out)
             self.notifier.ready(f"serving {engine.model_name} on {self.plan.chat_socket}")

@@ -167,9 +167,7 @@ async def test_a_role_that_is_a_list_is_400_naming_the_field(device: Device) -> 
 async def test_stalled_connections_are_capped_and_timed_out_while_honest_chat_is_served(
     tiny_model: Path, sock_dir: Path, state_dir: Path
 ) -> None:
-    dev = await start_device(
-        tiny_model, sock_dir, state_dir, max_connections=8, header_timeout_seconds=1.0
-    )
+    dev = await start_device(tiny_model, sock_dir, state_dir, max_connections=8, header_timeout_seconds=1.0)
     stalled: list[socket.socket] = []
     try:
         for _ in range(12):  # half a header each, then silence
@@ -197,9 +195,7 @@ async def test_stalled_connections_are_capped_and_timed_out_while_honest_chat_is
 async def test_a_ledger_locked_mid_stream_serves_no_free_token_and_never_blocks_healthz(
     tiny_model: Path, sock_dir: Path, state_dir: Path
 ) -> None:
-    dev = await start_device(
-        tiny_model, sock_dir, state_dir, n_ctx=2048, max_tokens=1900, busy_timeout_s=0.5
-    )
+    dev = await start_device(tiny_model, sock_dir, state_dir, n_ctx=2048, max_tokens=1900, busy_timeout_s=0.5)
     holder = LedgerLockHolder(state_dir / "ledger.sqlite3")
     try:
         user = Keypair()
