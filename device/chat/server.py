@@ -449,10 +449,14 @@ class ChatService:
         except ConnectionError:
             log.info("chat client disconnected mid-stream", extra={"code": "chat_client_gone"})
         except Exception as exc:  # headers are sent: report in-band, then end the stream
-            code = exc.code if isinstance(exc, DeviceError) else "internal_error"
-            log.exception("chat stream failed", extra={"code": code})
+            if isinstance(exc, DeviceError):  # a stable refusal (e.g. ledger_unavailable)
+                code, message = exc.code, exc.message
+                log.warning("chat stream stopped: %s", message, extra={"code": code})
+            else:
+                code, message = "internal_error", "internal error; see the device log"
+                log.exception("chat stream failed", extra={"code": code})
             with contextlib.suppress(ConnectionError):
-                await _send(response, error_body(code, str(exc)))
+                await _send(response, error_body(code, message))
                 await response.write(b"data: [DONE]\n\n")
                 await response.write_eof()
         return response
