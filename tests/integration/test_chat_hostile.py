@@ -246,3 +246,31 @@ async def test_a_ledger_locked_mid_stream_serves_no_free_token_and_never_blocks_
     finally:
         holder.close()
         await stop_device(dev)
+
+
+async def test_kept_alive_connections_close_when_idle_or_when_a_follow_up_header_stalls(
+    tiny_model: Path, sock_dir: Path, state_dir: Path
+) -> None:
+    dev = await start_device(
+        tiny_model, sock_dir, state_dir, header_timeout_seconds=0.5, keepalive_timeout_seconds=1.5
+    )
+    request = b"GET /healthz HTTP/1.1\r\nHost: device\r\n\r\n"
+    try:
+        with (
+            socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as idle,
+            socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stalling,
+        ):
+            for conn in (idle, stalling):
+                conn.connect(str(dev.socket_path))
+                conn.sendall(request)
+                conn.settimeout(2.0)
+                assert (await asyncio.to_thread(conn.recv, 65_536)).startswith(b"HTTP/1.1 200")
+            stalling.sendall(b"GET /healthz HTTP/1.1\r\nHo")  # half a follow-up header
+            await asyncio.sleep(1.0)  # past the header deadline, within the keep-alive timeout
+            assert await asyncio.to_thread(closed_by_server, stalling)
+            assert dev.service.connections.open_connections == 1
+            await asyncio.sleep(1.0)  # past the keep-alive timeout
+            assert await asyncio.to_thread(closed_by_server, idle)
+            assert dev.service.connections.open_connections == 0
+    finally:
+        await stop_device(dev)

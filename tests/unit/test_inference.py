@@ -132,3 +132,13 @@ async def test_control_tokens_typed_in_content_are_tokenized_as_text(engine: Eng
     # the template's own markers only: one end-of-turn per message, none injected by the content
     assert honest.count(TOKEN_IM_END) == forged.count(TOKEN_IM_END) == 1
     assert len(forged) > len(honest)
+
+
+async def test_delivered_counts_the_tokens_whose_text_was_taken(engine: Engine) -> None:
+    prompt = await engine.prompt_tokens(HELLO)
+    gen = engine.generate(prompt, max_tokens=20, budget=100)
+    seen = []
+    async for delta in gen:
+        seen.append((delta, gen.delivered))
+    assert seen[:3] == [(" m", 1), (" m", 2), (" m", 3)]  # the const model: one " m" per token
+    assert gen.delivered == gen.result.completion_tokens == 20
