@@ -32,6 +32,7 @@ class _Guarded(asyncio.Protocol):
         self._guard = guard
         self._inner = inner
         self.transport: asyncio.BaseTransport | None = None
+        self.admitted = False
         self.in_request = False
         self.deadline: asyncio.TimerHandle | None = None
 
@@ -40,27 +41,32 @@ class _Guarded(asyncio.Protocol):
         if not self._guard.admit(self):
             transport.close()
             return
+        self.admitted = True
         self._inner.connection_made(transport)
         self._guard.arm(self)
 
     def data_received(self, data: bytes) -> None:
+        if not self.admitted:
+            return
         if self.deadline is None and not self.in_request:
             self._guard.arm(self)  # the first byte of a follow-up request starts its header clock
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:
-        return self._inner.eof_received()
+        return self._inner.eof_received() if self.admitted else None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        admitted = self._guard.forget(self)
-        if admitted:
+        self._guard.forget(self)
+        if self.admitted:
             self._inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
-        self._inner.pause_writing()
+        if self.admitted:
+            self._inner.pause_writing()
 
     def resume_writing(self) -> None:
-        self._inner.resume_writing()
+        if self.admitted:
+            self._inner.resume_writing()
 
 
 class ConnectionGuard:
@@ -121,9 +127,10 @@ class ConnectionGuard:
         loop = self._loop or asyncio.get_running_loop()
         conn.deadline = loop.call_later(self._header_timeout_s, self._expire, conn)
 
-    def forget(self, conn: _Guarded) -> bool:
+    def forget(self, conn: _Guarded) -> None:
         _cancel(conn)
-        return conn.transport is not None and self._open.pop(conn.transport, None) is not None
+        if conn.transport is not None:
+            self._open.pop(conn.transport, None)
 
     def _expire(self, conn: _Guarded) -> None:
         conn.deadline = None
