@@ -1,0 +1,104 @@
+"""A ledger lost with grants still in its outbox is rebuilt from the relay AND the chain: no paid grant is
+lost, none is counted twice, and the rebuilt ledger publishes what the relay lacks.
+
+Real parts: the recharge processor paying over JSON-RPC on the localnet stand-in (both program versions),
+an in-process ``LocalRelay``, the relay link publishing the outbox, SQLite ledgers.
+"""
+
+from __future__ import annotations
+
+import json
+
+from device.commands.ledger import chain_grants
+from device.ledger import LEDGER_FILE, Ledger, TransactionRecord
+from device.nostr_events import EventSigner
+from device.protocol import DEFAULT_SESSION
+from device.solana.pay_history import PaidRecharge, fetch_pays
+from device.wallet.transaction_feed import fetch_transactions
+from tests.fixtures.relay import running_link, wait_for
+from tests.integration.test_recharge import TOKENS_PER_LAMPORT, Rig, both, grant_tokens, server
+
+__all__ = ["both", "server"]  # fixtures used by name below
+
+
+async def relay_records(rig: Rig, url: str) -> list[TransactionRecord]:
+    return await fetch_transactions(
+        [url], authors=[rig.machine], session=DEFAULT_SESSION, machine=rig.machine
+    )
+
+
+async def chain_pays(rig: Rig) -> list[PaidRecharge]:
+    return await fetch_pays(
+        rig.server.url, program=rig.program, bot=rig.keys.bot.pubkey(), namespace_id=rig.namespace_id
+    )
+
+
+def signer(rig: Rig) -> EventSigner:
+    return EventSigner(rig.keys.nostr, session=DEFAULT_SESSION, machine_pubkey=rig.machine)
+
+
+def lose(ledger: Ledger, rig: Rig) -> None:
+    ledger.close()
+    for suffix in ("", "-wal", "-shm"):
+        (rig.state_dir / f"{LEDGER_FILE}{suffix}").unlink(missing_ok=True)
+
+
+async def test_a_lost_ledger_is_rebuilt_from_relay_and_chain_and_republishes_the_missing_grant(
+    both: Rig, embedded_relay: str
+) -> None:
+    rig = both
+    user = str(rig.user.pubkey())
+    processor = rig.processor()
+    first = rig.request(rig.payload(nonce=0))
+    await processor.handle(first)
+    async with running_link([embedded_relay], rig.ledger, rig.machine):
+        await wait_for(lambda: not rig.ledger.pending_outbox(), 10, "the first grant's events published")
+    second = rig.request(rig.payload(nonce=1))
+    await processor.handle(second)
+    paid = [rig.ledger.recharge(r.event_id) for r in (first, second)]
+    signatures = [row.signature for row in paid if row is not None]
+    assert len(signatures) == 2 and len(rig.ledger.pending_outbox()) == 3  # the second grant never left
+    lose(rig.ledger, rig)
+
+    records, pays = await relay_records(rig, embedded_relay), await chain_pays(rig)
+    assert [r.pay_signature for r in records] == signatures[:1]
+    assert [(p.signature, p.user, p.lamports) for p in pays] == [
+        (s, user, grant_tokens() // TOKENS_PER_LAMPORT) for s in signatures
+    ]
+    with Ledger.open(rig.state_dir / LEDGER_FILE) as rebuilt:
+        report = rebuilt.rebuild(records, chain_grants(pays, records, signer(rig), TOKENS_PER_LAMPORT))
+        assert rebuilt.balance(user).total == 2 * grant_tokens()  # not 1 (lost) and not 3 (counted twice)
+        assert report.recovered == (signatures[1],)
+        (queued,) = rebuilt.pending_outbox()
+        announcement = json.loads(queued.event_json)
+        assert json.loads(announcement["content"]) == {
+            "Transaction": {"user": user, "tokens": grant_tokens()}
+        }
+        assert ["i", f"solana:tx:{signatures[1]}"] in announcement["tags"]
+
+        again = rebuilt.rebuild(records, chain_grants(pays, records, signer(rig), TOKENS_PER_LAMPORT))
+        assert (again.applied, again.recovered) == (0, ())  # idempotent
+        assert rebuilt.balance(user).total == 2 * grant_tokens()
+
+        async with running_link([embedded_relay], rebuilt, rig.machine):
+            await wait_for(lambda: not rebuilt.pending_outbox(), 10, "the recovered grant published")
+
+    records = await relay_records(rig, embedded_relay)
+    assert sorted(r.pay_signature or "" for r in records) == sorted(signatures)
+    assert chain_grants(pays, records, signer(rig), TOKENS_PER_LAMPORT) == []  # the relay has them all now
+    with Ledger.open(rig.state_dir / "from-the-relay-alone.sqlite3") as from_relay:
+        from_relay.rebuild(records)
+        assert from_relay.balance(user).total == 2 * grant_tokens()
+
+
+async def test_the_chain_history_lists_each_landed_pay_of_this_bot_and_namespace_once(both: Rig) -> None:
+    rig = both
+    processor = rig.processor()
+    await processor.handle(rig.request(rig.payload(nonce=0)))
+    await processor.handle(rig.request(rig.payload(nonce=0)))  # a replayed nonce: refused, never paid
+    pays = await chain_pays(rig)
+    assert len(pays) == 1 and pays[0].block_time > 0
+    other_namespace = await fetch_pays(
+        rig.server.url, program=rig.program, bot=rig.keys.bot.pubkey(), namespace_id=rig.namespace_id + 1
+    )
+    assert other_namespace == []  # another namespace's (or program's) pays are not this device's
