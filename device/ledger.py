@@ -770,6 +770,20 @@ class Ledger:
             applied=applied, skipped=received - applied, negative_users=negative, recovered=tuple(recovered)
         )
 
+    def announced_pays(self) -> dict[str, str]:
+        """``{Transaction event id: pay signature}`` of every granted recharge this ledger announced.
+
+        Also for grants keyed by their Request id (before grants were keyed by pay), so a rebuild can tell
+        that an older, untagged grant event and the chain's pay are one grant while this ledger survives.
+        """
+        rows = self._query(
+            "SELECT ops.event_id, recharges.signature FROM recharges JOIN ops"
+            " ON ops.key IN (recharges.request_id, ? || recharges.signature)"
+            " WHERE recharges.state = 'granted' AND ops.event_id IS NOT NULL",
+            _PAY_KEY_PREFIX,
+        )
+        return {str(event_id): str(signature) for event_id, signature in rows}
+
     # ------------------------------------------------------------------------------------ diagnostics
     def check(self) -> list[str]:
         """Problems found by SQLite's integrity check and by recomputing balances from ops (empty: none)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import tempfile
 from pathlib import Path
@@ -86,6 +87,17 @@ def chain_grants(
     return grants
 
 
+def name_announced_pays(records: list[TransactionRecord], pays: dict[str, str]) -> list[TransactionRecord]:
+    """``records`` with the pay that the local ledger says each grant event announced (older events lack
+    the ``i`` tag, so without this a grant and its pay would count twice while the local ledger exists)."""
+    return [
+        dataclasses.replace(r, pay_signature=pays[r.event_id])
+        if r.pay_signature is None and r.tokens > 0 and r.event_id in pays
+        else r
+        for r in records
+    ]
+
+
 def _read_chain(args: argparse.Namespace, config: Config, keys: DeviceKeys) -> list[PaidRecharge]:
     if args.no_chain:
         return []
@@ -114,6 +126,8 @@ def cmd_ledger_rebuild(args: argparse.Namespace, config: Config) -> int:
         records = asyncio.run(
             fetch_transactions(relays, authors=authors, session=config.nostr.session, machine=machine)
         )
+        with Ledger.open(local_path) as local:
+            records = name_announced_pays(records, local.announced_pays())
         pays = _read_chain(args, config, keys)
         signer = EventSigner(keys.nostr, session=config.nostr.session, machine_pubkey=machine)
         recovered = chain_grants(pays, records, signer, config.pricing.tokens_per_lamport)

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from device.cli import main
 from device.instance_lock import LOCK_FILE, AgentAlreadyRunning, InstanceLock
+from device.ledger import LEDGER_FILE
 from tests.fixtures.agent import write_config
 
 
@@ -61,3 +63,17 @@ def test_a_second_run_fails_at_once_and_touches_nothing(tmp_path: Path) -> None:
     assert out.stderr.strip().startswith("xephy-device: agent_already_running: ")
     assert "ready" not in out.stdout
     assert before == after == [LOCK_FILE]  # no keys, ledger, relay store, localnet.json or endpoints.json
+
+
+def test_a_rebuild_onto_the_live_ledger_is_refused_while_an_agent_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    state_dir = tmp_path / ".xephy-device"
+    assert main(["keys", "init"]) == 0
+    live = state_dir / LEDGER_FILE
+    with InstanceLock.acquire(state_dir):
+        code = main(["ledger", "rebuild", "--relay", "ws://127.0.0.1:9", "--no-chain", "--output", str(live)])
+    assert code == 1
+    assert "agent_already_running" in capsys.readouterr().err
+    assert not live.exists()  # nothing read, nothing written
