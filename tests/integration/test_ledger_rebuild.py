@@ -7,8 +7,13 @@ an in-process ``LocalRelay``, the relay link publishing the outbox, SQLite ledge
 
 from __future__ import annotations
 
+import asyncio
 import json
+from pathlib import Path
 
+import pytest
+
+from device.cli import main
 from device.commands.ledger import chain_grants
 from device.ledger import LEDGER_FILE, Ledger, TransactionRecord
 from device.nostr_events import EventSigner
@@ -16,9 +21,17 @@ from device.protocol import DEFAULT_SESSION
 from device.solana.pay_history import PaidRecharge, fetch_pays
 from device.wallet.transaction_feed import fetch_transactions
 from tests.fixtures.relay import running_link, wait_for
-from tests.integration.test_recharge import TOKENS_PER_LAMPORT, Rig, both, grant_tokens, server
+from tests.integration.test_recharge import (
+    MAX_RECHARGE,
+    TOKENS_PER_LAMPORT,
+    Rig,
+    both,
+    grant_tokens,
+    rig,
+    server,
+)
 
-__all__ = ["both", "server"]  # fixtures used by name below
+__all__ = ["both", "rig", "server"]  # fixtures used by name below
 
 
 async def relay_records(rig: Rig, url: str) -> list[TransactionRecord]:
@@ -102,3 +115,47 @@ async def test_the_chain_history_lists_each_landed_pay_of_this_bot_and_namespace
         rig.server.url, program=rig.program, bot=rig.keys.bot.pubkey(), namespace_id=rig.namespace_id + 1
     )
     assert other_namespace == []  # another namespace's (or program's) pays are not this device's
+
+
+def rig_config_file(rig: Rig, relay_url: str) -> Path:
+    """The device's config with real endpoints: this relay, this chain, the rig's program and pricing."""
+    path = rig.state_dir.parent / "config.yaml"
+    path.write_text(
+        f"device:\n  state_dir: {rig.state_dir}\n"
+        f"nostr:\n  relays: [{relay_url}]\n"
+        f"solana:\n  rpc_url: {rig.server.url}\n  program: {rig.version.value}\n"
+        f"  namespace_id: {rig.namespace_id}\n"
+        f"pricing:\n  tokens_per_lamport: {TOKENS_PER_LAMPORT}\n  max_recharge_lamports: {MAX_RECHARGE}\n"
+    )
+    return path
+
+
+async def test_ledger_rebuild_restores_a_lost_ledger_in_place_with_the_grant_the_relay_lacks(
+    rig: Rig, embedded_relay: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    processor = rig.processor()
+    await processor.handle(rig.request(rig.payload(nonce=0)))
+    async with running_link([embedded_relay], rig.ledger, rig.machine):
+        await wait_for(lambda: not rig.ledger.pending_outbox(), 10, "the first grant's events published")
+    second = rig.request(rig.payload(nonce=1))
+    await processor.handle(second)
+    row = rig.ledger.recharge(second.event_id)
+    assert row is not None and row.signature is not None
+    lose(rig.ledger, rig)
+    config = rig_config_file(rig, embedded_relay)
+    live = rig.state_dir / LEDGER_FILE
+    argv = ["ledger", "rebuild", "--config", str(config), "--output", str(live), "--json"]
+
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["events"], report["pays"], report["recovered_from_chain"]) == (1, 2, [row.signature])
+    with Ledger.open(live) as restored:
+        assert restored.balance(str(rig.user.pubkey())).total == 2 * grant_tokens()
+        assert len(restored.pending_outbox()) == 1  # published by the next `run`
+
+    assert await asyncio.to_thread(main, argv) == 0  # again: nothing new, nothing queued twice
+    assert json.loads(capsys.readouterr().out)["recovered_from_chain"] == []
+    with Ledger.open(live) as restored:
+        assert restored.balance(str(rig.user.pubkey())).total == 2 * grant_tokens()
+        assert len(restored.pending_outbox()) == 1
