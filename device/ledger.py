@@ -695,7 +695,7 @@ class Ledger:
 
     # ------------------------------------------------------------------------------------------ rebuild
     def rebuild(
-        self, records: Iterable[TransactionRecord], chain_grants: Iterable[ChainGrant] = ()
+        self, records: Iterable[TransactionRecord], *, chain_grants: Iterable[ChainGrant] = ()
     ) -> RebuildReport:
         """Apply ``Transaction`` events (already filtered to trusted authors) and chain grants, in ONE
         transaction.

@@ -134,7 +134,7 @@ def cmd_ledger_rebuild(args: argparse.Namespace, config: Config) -> int:
         scratch = stack.enter_context(tempfile.TemporaryDirectory())
         target = args.output if args.output is not None else Path(scratch) / "rebuilt.sqlite3"
         with Ledger.open(target) as rebuilt:
-            report = rebuilt.rebuild(records, recovered)
+            report = rebuilt.rebuild(records, chain_grants=recovered)
             rebuilt_totals = rebuilt.totals()
         with Ledger.open(local_path) as local:
             local_totals = local.totals()

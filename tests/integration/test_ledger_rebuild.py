@@ -79,7 +79,8 @@ async def test_a_lost_ledger_is_rebuilt_from_relay_and_chain_and_republishes_the
         (s, user, grant_tokens() // TOKENS_PER_LAMPORT) for s in signatures
     ]
     with Ledger.open(rig.state_dir / LEDGER_FILE) as rebuilt:
-        report = rebuilt.rebuild(records, chain_grants(pays, records, signer(rig), TOKENS_PER_LAMPORT))
+        recovered = chain_grants(pays, records, signer(rig), TOKENS_PER_LAMPORT)
+        report = rebuilt.rebuild(records, chain_grants=recovered)
         assert rebuilt.balance(user).total == 2 * grant_tokens()  # not 1 (lost) and not 3 (counted twice)
         assert report.recovered == (signatures[1],)
         (queued,) = rebuilt.pending_outbox()
@@ -89,7 +90,8 @@ async def test_a_lost_ledger_is_rebuilt_from_relay_and_chain_and_republishes_the
         }
         assert ["i", f"solana:tx:{signatures[1]}"] in announcement["tags"]
 
-        again = rebuilt.rebuild(records, chain_grants(pays, records, signer(rig), TOKENS_PER_LAMPORT))
+        resigned = chain_grants(pays, records, signer(rig), TOKENS_PER_LAMPORT)  # new events, same pays
+        again = rebuilt.rebuild(records, chain_grants=resigned)
         assert (again.applied, again.recovered) == (0, ())  # idempotent
         assert rebuilt.balance(user).total == 2 * grant_tokens()
 

@@ -574,14 +574,14 @@ def chain_grant(pay: str, user: str = ALICE, tokens: int = 1000, event_id: str =
 
 def test_a_grant_on_chain_and_its_event_on_a_relay_are_one_op(ledger: Ledger) -> None:
     on_relay = TransactionRecord("tx-a", ALICE, 1000, 10, pay_signature=PAY_1)
-    report = ledger.rebuild([on_relay], [chain_grant(PAY_1)])
+    report = ledger.rebuild([on_relay], chain_grants=[chain_grant(PAY_1)])
     assert (report.applied, report.recovered) == (1, ())
     assert ops(ledger) == [(pay_grant_key(PAY_1), ALICE, 1000, "rebuild", "tx-a")]
     assert ledger.pending_outbox() == []  # the relays already have it
 
 
 def test_a_grant_only_on_chain_is_applied_and_its_event_queued_for_the_relays(ledger: Ledger) -> None:
-    report = ledger.rebuild(RECORDS, [chain_grant(PAY_2, BOB, 500, "announce-2")])
+    report = ledger.rebuild(RECORDS, chain_grants=[chain_grant(PAY_2, BOB, 500, "announce-2")])
     assert report.recovered == (PAY_2,)
     assert ledger.balance(BOB).total == 550
     assert (pay_grant_key(PAY_2), BOB, 500, "rebuild", "announce-2") in ops(ledger)
@@ -589,15 +589,15 @@ def test_a_grant_only_on_chain_is_applied_and_its_event_queued_for_the_relays(le
 
 
 def test_rebuilding_from_relays_and_chain_again_changes_nothing(ledger: Ledger) -> None:
-    ledger.rebuild(RECORDS, [chain_grant(PAY_2, event_id="first-announcement")])
-    again = ledger.rebuild(RECORDS, [chain_grant(PAY_2, event_id="second-announcement")])
+    ledger.rebuild(RECORDS, chain_grants=[chain_grant(PAY_2, event_id="first-announcement")])
+    again = ledger.rebuild(RECORDS, chain_grants=[chain_grant(PAY_2, event_id="second-announcement")])
     assert (again.applied, again.recovered) == (0, ())
     assert ledger.balance(ALICE).total == 1700
     assert [e.event_id for e in ledger.pending_outbox()] == ["first-announcement"]
 
 
 def test_a_republished_announcement_on_a_relay_is_still_the_same_grant(ledger: Ledger) -> None:
-    ledger.rebuild([], [chain_grant(PAY_1, event_id="republished")])
+    ledger.rebuild([], chain_grants=[chain_grant(PAY_1, event_id="republished")])
     original = TransactionRecord("tx-original", ALICE, 1000, 10, pay_signature=PAY_1)
     republished = TransactionRecord("republished", ALICE, 1000, 50, pay_signature=PAY_1)
     report = ledger.rebuild([original, republished])
@@ -606,13 +606,13 @@ def test_a_republished_announcement_on_a_relay_is_still_the_same_grant(ledger: L
 
 def test_the_live_grant_key_is_the_key_a_rebuild_gives_the_same_pay(ledger: Ledger) -> None:
     ledger.grant(pay_grant_key(PAY_1), ALICE, 1000, event_id="tx-live")
-    report = ledger.rebuild([], [chain_grant(PAY_1)])
+    report = ledger.rebuild([], chain_grants=[chain_grant(PAY_1)])
     assert report.recovered == () and ledger.balance(ALICE).total == 1000
 
 
 def test_a_debit_naming_a_pay_is_still_keyed_by_its_event(ledger: Ledger) -> None:
     debit = TransactionRecord("tx-d", ALICE, -10, 10, pay_signature=PAY_1)
-    ledger.rebuild([debit], [chain_grant(PAY_1)])
+    ledger.rebuild([debit], chain_grants=[chain_grant(PAY_1)])
     assert ledger.balance(ALICE).total == 990
 
 
