@@ -64,6 +64,20 @@ def transaction_records(
     return sorted(records.values(), key=lambda r: (r.created_at, r.event_id))
 
 
+def token_total(records: Iterable[TransactionRecord]) -> int:
+    """Σ tokens of ``records``, counting a grant once however many events name its pay (a grant
+    re-announced after a ledger restore and its original announcement are one grant)."""
+    paid: set[str] = set()
+    total = 0
+    for record in records:
+        if record.pay_signature is not None and record.tokens > 0:
+            if record.pay_signature in paid:
+                continue
+            paid.add(record.pay_signature)
+        total += record.tokens
+    return total
+
+
 async def fetch_transactions(
     relays: Sequence[str], *, authors: Sequence[str], session: str, machine: str, user: str | None = None
 ) -> list[TransactionRecord]:
