@@ -12,11 +12,8 @@ import asyncio
 import os
 import sys
 
-from device.agent import Agent, ServicePlan, run_until_signalled
 from device.config import Config
 from device.instance_lock import InstanceLock
-from device.keys import KeyStore
-from device.ledger import Ledger
 from device.logs import configure_logging
 
 
@@ -29,6 +26,11 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     """Start the agent and serve until SIGINT/SIGTERM."""
     configure_logging(config.device.log_level)
     with InstanceLock.acquire(config.device.state_dir):
+        # Imported only once the lock is held: a second `run` is refused before the agent's libraries load.
+        from device.agent import Agent, ServicePlan, run_until_signalled
+        from device.keys import KeyStore
+        from device.ledger import Ledger
+
         store = KeyStore(config.device.state_dir)
         keys, created = store.init()
         for path in created:
