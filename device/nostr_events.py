@@ -15,7 +15,7 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from nostr_sdk import Event, EventBuilder, Keys, Kind, Tag, Timestamp
@@ -69,8 +69,8 @@ class EventSigner:
         """The hex pubkey that signs (the device's own Nostr key)."""
         return str(self._keys.public_key().to_hex())
 
-    def sign(self, message: Message) -> SignedEvent:
-        """Encode ``message``, tag it ``s``/``p`` and sign it."""
+    def sign(self, message: Message, *, extra_tags: Sequence[list[str]] = ()) -> SignedEvent:
+        """Encode ``message``, tag it ``s``/``p`` plus ``extra_tags`` (a grant's pay reference), sign it."""
         content = encode_message(message)
         with self._lock:
             created_at = self._clock()
@@ -82,7 +82,7 @@ class EventSigner:
                 self._last_created.popitem(last=False)
         builder = (
             EventBuilder(Kind(KIND), content)
-            .tags([Tag.parse(tag) for tag in event_tags(self.session, self.machine_pubkey)])
+            .tags([Tag.parse(tag) for tag in [*event_tags(self.session, self.machine_pubkey), *extra_tags]])
             .custom_created_at(Timestamp.from_secs(created_at))
         )
         event: Event = builder.finalize(self._keys)

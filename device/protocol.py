@@ -7,11 +7,17 @@ stable ``code``.  Reference: ``shared/reference/xephy-protocol.md`` §2 (transpo
 
 Transport (§2)
 ==============
-Every message is a Nostr event of kind :data:`KIND` (1573) with exactly two tags, in this
+Every message is a Nostr event of kind :data:`KIND` (1573) with two tags, in this
 order: ``["s", <session>]`` (the channel, :data:`DEFAULT_SESSION` for the LLM proxy) and
 ``["p", <machine pubkey hex>]`` (the machine the message concerns -- also on replies, never the
 recipient).  :func:`event_tags` writes them; :func:`read_routing` checks an incoming event's
 kind and tags before its content is decoded.
+
+One extension, ignored by readers that look only at ``s``/``p``: the device's grant
+``Transaction`` also carries ``["i", "solana:tx:<pay signature>"]`` (NIP-73's blockchain-transaction
+form, with Solana's base58 signature), naming the ``pay`` that bought it
+(:func:`pay_reference_tag`, :func:`read_pay_reference`).  A ledger rebuilt from relays and chain
+uses it to count that grant once.
 
 Three levels of JSON-in-a-string
 ================================
@@ -85,6 +91,7 @@ __all__ = [
     "KIND",
     "MAX_CONTENT_BYTES",
     "MAX_JSON_DEPTH",
+    "PAY_REFERENCE_PREFIX",
     "ZERO_EVENT_ID",
     "MachineStatus",
     "Message",
@@ -104,6 +111,8 @@ __all__ = [
     "encode_payload",
     "encode_recover_info",
     "event_tags",
+    "pay_reference_tag",
+    "read_pay_reference",
     "read_routing",
 ]
 
@@ -665,6 +674,30 @@ def _machine(value: object, path: str) -> str:
 def event_tags(session: str, machine_pubkey_hex: str) -> list[list[str]]:
     """The two tags every message carries, in order: ``[["s", session], ["p", machine]]``."""
     return [["s", _session(session, "s")], ["p", _machine(machine_pubkey_hex, "p")]]
+
+
+PAY_REFERENCE_PREFIX = "solana:tx:"
+"""Value prefix of the ``i`` tag naming a grant's ``pay`` transaction (NIP-73 style)."""
+_SIGNATURE_B58 = re.compile(r"[1-9A-HJ-NP-Za-km-z]{64,88}")
+
+
+def pay_reference_tag(signature: str) -> list[str]:
+    """``["i", "solana:tx:<signature>"]`` for a grant paid by the ``pay`` transaction ``signature``."""
+    if not _SIGNATURE_B58.fullmatch(signature):
+        _fail("invalid_tag", f"not a base58 transaction signature: {_describe(signature)}", "i")
+    return ["i", PAY_REFERENCE_PREFIX + signature]
+
+
+def read_pay_reference(tags: Sequence[Sequence[str]]) -> str | None:
+    """The signature in the first well-formed ``["i", "solana:tx:…"]`` tag, or None."""
+    for tag in tags:
+        if len(tag) >= 2 and tag[0] == "i" and isinstance(tag[1], str):
+            value = tag[1]
+            if value.startswith(PAY_REFERENCE_PREFIX):
+                signature = value[len(PAY_REFERENCE_PREFIX) :]
+                if _SIGNATURE_B58.fullmatch(signature):
+                    return signature
+    return None
 
 
 def read_routing(kind: int, tags: Sequence[Sequence[str]]) -> Routing:

@@ -58,7 +58,7 @@ from device.solana.client import ChainClient, TxOutcome, UserBalance
 from device.solana.program import ProgramVersion
 from device.wallet.recharge import RechargeTarget, describe, recharge
 from device.wallet.signing import AUTHORIZATION_VALIDITY_SECONDS, sign_payload
-from device.wallet.transaction_feed import fetch_transactions
+from device.wallet.transaction_feed import fetch_transactions, token_total
 
 #: The fee of a one-signature transaction at the default fee rate.
 SIGNATURE_FEE_LAMPORTS: Final = 5000
@@ -285,7 +285,7 @@ async def _device_tokens(args: argparse.Namespace, config: Config, user: Pubkey)
         )
     except DeviceError as exc:
         return None, str(exc)
-    return sum(r.tokens for r in records), f"{len(records)} Transaction events"
+    return token_total(records), f"{len(records)} Transaction events"
 
 
 def cmd_user_balance(args: argparse.Namespace, config: Config) -> int:

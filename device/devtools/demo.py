@@ -377,6 +377,10 @@ def write_config(options: DemoOptions) -> Path:
         "# written by python -m device.devtools.demo",
         "device:",
         f"  state_dir: {json.dumps(str(options.workdir / '.xephy-device'))}",
+        "nostr:",
+        "  embedded_relay_port: 0",  # free ports: the demo runs beside a `make run` without a clash
+        "solana:",
+        "  embedded_rpc_port: 0",
         "button:",
         "  enabled: true",
         f"  pin: {BUTTON_PIN}",

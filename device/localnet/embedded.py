@@ -46,7 +46,9 @@ class EmbeddedChain:
             if self._program.program_id in bp.DEFAULT_PROGRAM_IDS.values()
             else {self._program.program_id: self._program.version}
         )
-        self.server = LocalnetServer(state_file=state_dir / LOCALNET_STATE_FILE, extra_programs=extra)
+        self.server = LocalnetServer(
+            port=solana.embedded_rpc_port, state_file=state_dir / LOCALNET_STATE_FILE, extra_programs=extra
+        )
 
     @property
     def url(self) -> str:

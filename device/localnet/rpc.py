@@ -113,6 +113,10 @@ def _invalid(message: str) -> RpcError:
     return RpcError(INVALID_PARAMS, message)
 
 
+MAX_SIGNATURES_LIMIT: Final = 1000
+"""``getSignaturesForAddress``'s largest ``limit``, as on a real node."""
+
+
 def _list_params(params: Any, method: str, *, required: int, maximum: int) -> list[Any]:
     if params is None:
         params = []
@@ -261,6 +265,7 @@ class RpcHandler:
             "simulateTransaction": self.simulate_transaction,
             "getSignatureStatuses": self.get_signature_statuses,
             "getTransaction": self.get_transaction,
+            "getSignaturesForAddress": self.get_signatures_for_address,
             "getAccountInfo": self.get_account_info,
             "getMultipleAccounts": self.get_multiple_accounts,
             "getBalance": self.get_balance,
@@ -597,6 +602,54 @@ class RpcHandler:
         if max_version is not None:
             answer["version"] = 0 if is_v0 else "legacy"
         return answer
+
+    def get_signatures_for_address(self, params: Any) -> list[dict[str, Any]]:
+        """Landed transactions that name ``address`` among their account keys, newest first.
+
+        Config as on a real node: ``limit`` (1..1000, default 1000), ``before`` / ``until`` (signatures,
+        both exclusive), ``commitment``, ``minContextSlot``.  Only the history the stand-in still holds is
+        searched (:data:`device.localnet.server.PERSISTED_TRANSACTIONS` across a restart).
+        """
+        items = _list_params(params, "getSignaturesForAddress", required=1, maximum=2)
+        config = _config(items, 1)
+        address = _pubkey(items[0])
+        limit = config.get("limit")
+        if limit is None:  # absent or null: the default
+            limit = MAX_SIGNATURES_LIMIT
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_SIGNATURES_LIMIT:
+            raise _invalid(f"Invalid limit; max {MAX_SIGNATURES_LIMIT}")
+        before = _optional_signature(config, "before")
+        until = _optional_signature(config, "until")
+        self._context(config)  # minContextSlot
+        found: list[dict[str, Any]] = []
+        started = before is None
+        for record in reversed(list(self.chain.records())):
+            if not started:
+                started = record.signature == before
+                continue
+            if record.signature == until or len(found) == limit:
+                break
+            if _mentions(record, address):
+                found.append(
+                    {
+                        "signature": str(record.signature),
+                        "slot": record.slot,
+                        "err": _err_json(record.result),
+                        "memo": None,
+                        "blockTime": record.block_time,
+                        "confirmationStatus": "finalized",
+                    }
+                )
+        return found
+
+
+def _mentions(record: TransactionRecord, address: Pubkey) -> bool:
+    return address in record.transaction.message.account_keys
+
+
+def _optional_signature(config: Mapping[str, Any], key: str) -> Signature | None:
+    value = config.get(key)
+    return None if value is None else _signature(value)
 
 
 def _ui_transaction(record: TransactionRecord, encoding: str) -> Any:

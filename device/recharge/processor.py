@@ -42,7 +42,7 @@ from solders.pubkey import Pubkey
 
 from device.config import Config
 from device.errors import DeviceError
-from device.ledger import Ledger, RechargeRow, RechargeState
+from device.ledger import Ledger, RechargeRow, RechargeState, pay_grant_key
 from device.nostr_events import EventSigner
 from device.protocol import (
     MachineStatus,
@@ -56,6 +56,7 @@ from device.protocol import (
     decode_message,
     decode_payload,
     decode_recover_info,
+    pay_reference_tag,
     read_routing,
 )
 from device.recharge.faults import FaultPoints
@@ -454,13 +455,17 @@ class RechargeProcessor:
     # ---------------------------------------------------------------------------------------- results
     async def _grant(self, row: RechargeRow) -> None:
         assert row.payload is not None and row.user is not None and row.tokens is not None
+        assert row.signature is not None  # granted only once its pay landed
+        working, transaction, available = grant_messages(row.request_id, row.payload, row.user, row.tokens)
         events = [
-            self._signer.sign(m) for m in grant_messages(row.request_id, row.payload, row.user, row.tokens)
+            self._signer.sign(working),
+            self._signer.sign(transaction, extra_tags=[pay_reference_tag(row.signature)]),
+            self._signer.sign(available),
         ]
         granted = await asyncio.to_thread(
             self._ledger.complete_recharge,
             row.request_id,
-            grant_key=row.request_id,
+            grant_key=pay_grant_key(row.signature),
             user=row.user,
             tokens=row.tokens,
             event_id=events[1].event_id,

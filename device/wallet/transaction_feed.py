@@ -20,7 +20,7 @@ from nostr_sdk import (
 
 from device.errors import DeviceError
 from device.ledger import TransactionRecord
-from device.protocol import ProtocolError, Transaction, decode_message, read_routing
+from device.protocol import ProtocolError, Transaction, decode_message, read_pay_reference, read_routing
 from device.wallet.relay_client import RelayUnreachable, connected_client, machine_filter
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,9 @@ def transaction_records(
     for event in events:
         if event.author().to_hex() not in authors or not event.verify():
             continue
+        tags = [tag.to_vec() for tag in event.tags()]
         try:
-            routing = read_routing(int(event.kind().as_u16()), [tag.to_vec() for tag in event.tags()])
+            routing = read_routing(int(event.kind().as_u16()), tags)
             message = decode_message(event.content())
         except ProtocolError:
             continue
@@ -58,8 +59,23 @@ def transaction_records(
             user=message.user,
             tokens=message.tokens,
             created_at=int(event.created_at().as_secs()),
+            pay_signature=read_pay_reference(tags),
         )
     return sorted(records.values(), key=lambda r: (r.created_at, r.event_id))
+
+
+def token_total(records: Iterable[TransactionRecord]) -> int:
+    """Σ tokens of ``records``, counting a grant once however many events name its pay (a grant
+    re-announced after a ledger restore and its original announcement are one grant)."""
+    paid: set[str] = set()
+    total = 0
+    for record in records:
+        if record.pay_signature is not None and record.tokens > 0:
+            if record.pay_signature in paid:
+                continue
+            paid.add(record.pay_signature)
+        total += record.tokens
+    return total
 
 
 async def fetch_transactions(

@@ -24,7 +24,7 @@ async def registered_bot(url: str, solana: SolanaConfig, bot: Keypair) -> None:
 
 @pytest.mark.parametrize("program", ["v1", "v2"])
 async def test_embedded_chain_registers_the_device_bot(tmp_path: Path, program: str) -> None:
-    solana = SolanaConfig(program=program)  # type: ignore[arg-type]
+    solana = SolanaConfig(program=program, embedded_rpc_port=0)  # type: ignore[arg-type]
     bot = Keypair()
     chain = EmbeddedChain(tmp_path, solana, bot)
     url = await chain.start()
@@ -36,7 +36,7 @@ async def test_embedded_chain_registers_the_device_bot(tmp_path: Path, program: 
 
 
 async def test_embedded_chain_creates_namespaces_up_to_the_configured_id(tmp_path: Path) -> None:
-    solana = SolanaConfig(namespace_id=2)
+    solana = SolanaConfig(namespace_id=2, embedded_rpc_port=0)
     bot = Keypair()
     chain = EmbeddedChain(tmp_path, solana, bot)
     await chain.start()
@@ -49,7 +49,7 @@ async def test_embedded_chain_creates_namespaces_up_to_the_configured_id(tmp_pat
 
 
 async def test_embedded_chain_keeps_its_state_across_restarts(tmp_path: Path) -> None:
-    solana = SolanaConfig()
+    solana = SolanaConfig(embedded_rpc_port=0)
     bot = Keypair()
     first = EmbeddedChain(tmp_path, solana, bot)
     await first.start()

@@ -181,6 +181,41 @@ async def test_send_confirm_statuses_and_transaction(client: AsyncClient) -> Non
     assert (await client.get_transaction(Signature.default())).value is None
 
 
+async def test_signatures_for_address_newest_first_with_paging_like_a_node(
+    client: AsyncClient, server: LocalnetServer
+) -> None:
+    payer, to, stranger = await funded(client), Keypair(), await funded(client)
+    sent = []
+    for extra in range(3):  # different amounts: equal transfers in one slot would be one duplicate
+        tx = transfer_tx(payer, to, RENT_0 + extra, await blockhash(client))
+        sent.append((await client.send_transaction(tx)).value)
+    await client.send_transaction(transfer_tx(stranger, Keypair(), RENT_0, await blockhash(client)))
+
+    found = (await client.get_signatures_for_address(to.pubkey())).value
+    assert [entry.signature for entry in found] == sent[::-1]  # newest first; the stranger's is not there
+    assert all(e.err is None and e.block_time is not None and e.memo is None for e in found)
+    assert found[0].confirmation_status == TransactionConfirmationStatus.Finalized
+    assert found[0].slot >= found[1].slot >= found[2].slot
+    page = (await client.get_signatures_for_address(to.pubkey(), before=sent[2], limit=1)).value
+    assert [e.signature for e in page] == [sent[1]]
+    assert [
+        e.signature for e in (await client.get_signatures_for_address(to.pubkey(), until=sent[0])).value
+    ] == (sent[:0:-1])
+    payer_history = (await client.get_signatures_for_address(payer.pubkey())).value
+    assert len(payer_history) == 4  # its airdrop too: the fee payer is an account key of each
+
+    answer = await rpc(
+        server,
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "getSignaturesForAddress",
+            "params": [str(to.pubkey()), {"limit": 1001}],
+        },
+    )
+    assert answer["error"] == {"code": -32602, "message": "Invalid limit; max 1000"}
+
+
 async def test_v0_transactions_are_processed_and_need_max_supported_version(client: AsyncClient) -> None:
     payer, to = await funded(client), Keypair()
     tx = transfer_tx(payer, to, RENT_0, await blockhash(client), v0=True)

@@ -79,9 +79,12 @@ async def test_a_grant_publishes_working_transaction_available_in_that_order(bot
 
     events = rig.outbox()
     assert [e["pubkey"] for e in events] == [rig.machine] * 3
-    assert all(
-        e["tags"] == [["s", DEFAULT_SESSION], ["p", rig.machine]] and e["kind"] == KIND for e in events
-    )
+    assert all(e["kind"] == KIND for e in events)
+    row = rig.ledger.recharge(event.event_id)
+    assert row is not None and row.signature is not None
+    routing = [["s", DEFAULT_SESSION], ["p", rig.machine]]
+    pay_reference = ["i", f"solana:tx:{row.signature}"]  # the Transaction names the pay that bought it
+    assert [e["tags"] for e in events] == [routing, [*routing, pay_reference], routing]
     assert [json.loads(e["content"]) for e in events] == [
         {
             "Status": {

@@ -6,8 +6,8 @@ import pytest
 from nostr_sdk import Event, Keys
 
 from device.nostr_events import EventSigner
-from device.protocol import Transaction
-from device.wallet.transaction_feed import FeedError, fetch_transactions
+from device.protocol import Transaction, pay_reference_tag
+from device.wallet.transaction_feed import FeedError, fetch_transactions, token_total
 from tests.fixtures.relay import peer
 
 SESSION = "dephy-dsproxy-controller"
@@ -81,3 +81,20 @@ async def test_unreachable_relay_is_a_feed_error() -> None:
             ["ws://127.0.0.1:9"], authors=["ab" * 32], session=SESSION, machine="ab" * 32
         )
     assert err.value.code == "relay_unreachable"
+
+
+async def test_a_grant_announced_twice_counts_once_and_names_its_pay(embedded_relay: str) -> None:
+    device, machine = Keys.generate(), "ab" * 32
+    pay = "5" * 88
+    grant, names_pay = Transaction(user=USER, tokens=50), [pay_reference_tag("5" * 88)]
+    events = [
+        signer(device, machine, at=100).sign(grant, extra_tags=names_pay),
+        signer(device, machine, at=200).sign(grant, extra_tags=names_pay),  # announced again
+        signer(device, machine, at=300).sign(Transaction(user=USER, tokens=-20)),
+    ]
+    await publish(embedded_relay, [Event.from_json(e.event_json) for e in events])
+    records = await fetch_transactions(
+        [embedded_relay], authors=[device.public_key().to_hex()], session=SESSION, machine=machine
+    )
+    assert [r.pay_signature for r in records] == [pay, pay, None]
+    assert token_total(records) == 30  # the re-announcement (a restored ledger's) is the same grant

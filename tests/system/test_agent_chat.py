@@ -9,14 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.agent import RECHARGE, AgentProcess, funded_user, ledger_total, run_cli, user_pubkey
+from tests.fixtures.agent import (
+    RECHARGE,
+    AgentProcess,
+    funded_user,
+    ledger_total,
+    run_cli,
+    user_pubkey,
+    write_config,
+)
 
 
 def test_chat_after_recharge_debits_exactly_the_tokens_used(
     workdir: Path, tiny_model: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = workdir / "config.yaml"
-    config.write_text(f"llm:\n  model_path: {tiny_model}\n  n_ctx: 512\n  max_tokens: 16\n")
+    config = write_config(workdir, f"llm:\n  model_path: {tiny_model}\n  n_ctx: 512\n  max_tokens: 16\n")
     agent = AgentProcess(workdir, args=("--config", str(config)))
     try:
         agent.wait_ready()

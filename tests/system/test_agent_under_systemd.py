@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.agent import write_config
+
 
 def read_notifications(sock: socket.socket, until: str, timeout: float) -> list[str]:
     """Datagrams received on the notify socket up to (and including) one containing ``until``."""
@@ -79,7 +81,7 @@ def start_like_systemd(workdir: Path, chat: socket.socket, notify_path: Path) ->
         )
 
     return subprocess.Popen(
-        [sys.executable, "-m", "device", "run"],
+        [sys.executable, "-m", "device", "run", "--config", str(write_config(workdir))],
         cwd=workdir,
         pass_fds=(fd, 3),  # 3 is what in_child dup2s onto: keep it open through close_fds
         preexec_fn=in_child,  # single-threaded test process at this point

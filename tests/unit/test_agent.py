@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from device.agent import Agent, ServicePlan
-from device.config import Config, DeviceConfig, LlmConfig
+from device.config import Config, DeviceConfig, LlmConfig, NostrConfig, SolanaConfig
 from device.keys import KeyStore
 from device.ledger import Ledger
 
@@ -13,7 +13,12 @@ from device.ledger import Ledger
 def test_device_state_names_the_model_by_its_file_stem(state_dir: Path, tmp_path: Path) -> None:
     model = tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf"
     model.write_bytes(b"GGUF")
-    config = Config(device=DeviceConfig(state_dir=state_dir), llm=LlmConfig(model_path=model))
+    config = Config(
+        device=DeviceConfig(state_dir=state_dir),
+        nostr=NostrConfig(embedded_relay_port=0),
+        solana=SolanaConfig(embedded_rpc_port=0),
+        llm=LlmConfig(model_path=model),
+    )
     keys, _ = KeyStore(state_dir).init()
     plan = ServicePlan.build(config, keys, {})
     with Ledger.open(plan.ledger_path) as ledger:

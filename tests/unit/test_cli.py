@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from device.cli import CONFIG_ENV, build_parser, find_config_path, main
+from tests.fixtures.agent import write_config
 
 
 def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -111,7 +112,7 @@ def _write(path: Path, text: str) -> Path:
 
 def test_run_prints_what_it_serves_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "device", "run"],
+        [sys.executable, "-m", "device", "run", "--config", str(write_config(tmp_path))],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

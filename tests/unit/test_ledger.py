@@ -15,6 +15,7 @@ from device.errors import DeviceError
 from device.ledger import (
     SCHEMA_VERSION,
     Balance,
+    ChainGrant,
     InsufficientBalance,
     Ledger,
     LedgerError,
@@ -22,6 +23,7 @@ from device.ledger import (
     OutboxEvent,
     RebuildReport,
     TransactionRecord,
+    pay_grant_key,
 )
 
 ALICE = "AKnL4NNf3DGWZJS6cPknBuEGnVsV4A4m5tgebLHaRSZ9"
@@ -598,6 +600,58 @@ def test_rebuild_of_nothing_is_a_no_op(ledger: Ledger) -> None:
 
 def test_rebuild_accepts_a_generator(ledger: Ledger) -> None:
     assert ledger.rebuild(r for r in RECORDS).applied == 3
+
+
+# --------------------------------------------------------------------------- rebuild from relays and chain
+PAY_1, PAY_2 = "5" * 88, "4" * 87
+
+
+def chain_grant(pay: str, user: str = ALICE, tokens: int = 1000, event_id: str = "") -> ChainGrant:
+    return ChainGrant(pay, user, tokens, 40, event(event_id or f"announce-{pay[:4]}"))
+
+
+def test_a_grant_on_chain_and_its_event_on_a_relay_are_one_op(ledger: Ledger) -> None:
+    on_relay = TransactionRecord("tx-a", ALICE, 1000, 10, pay_signature=PAY_1)
+    report = ledger.rebuild([on_relay], chain_grants=[chain_grant(PAY_1)])
+    assert (report.applied, report.recovered) == (1, ())
+    assert ops(ledger) == [(pay_grant_key(PAY_1), ALICE, 1000, "rebuild", "tx-a")]
+    assert ledger.pending_outbox() == []  # the relays already have it
+
+
+def test_a_grant_only_on_chain_is_applied_and_its_event_queued_for_the_relays(ledger: Ledger) -> None:
+    report = ledger.rebuild(RECORDS, chain_grants=[chain_grant(PAY_2, BOB, 500, "announce-2")])
+    assert report.recovered == (PAY_2,)
+    assert ledger.balance(BOB).total == 550
+    assert (pay_grant_key(PAY_2), BOB, 500, "rebuild", "announce-2") in ops(ledger)
+    assert [e.event_id for e in ledger.pending_outbox()] == ["announce-2"]
+
+
+def test_rebuilding_from_relays_and_chain_again_changes_nothing(ledger: Ledger) -> None:
+    ledger.rebuild(RECORDS, chain_grants=[chain_grant(PAY_2, event_id="first-announcement")])
+    again = ledger.rebuild(RECORDS, chain_grants=[chain_grant(PAY_2, event_id="second-announcement")])
+    assert (again.applied, again.recovered) == (0, ())
+    assert ledger.balance(ALICE).total == 1700
+    assert [e.event_id for e in ledger.pending_outbox()] == ["first-announcement"]
+
+
+def test_a_republished_announcement_on_a_relay_is_still_the_same_grant(ledger: Ledger) -> None:
+    ledger.rebuild([], chain_grants=[chain_grant(PAY_1, event_id="republished")])
+    original = TransactionRecord("tx-original", ALICE, 1000, 10, pay_signature=PAY_1)
+    republished = TransactionRecord("republished", ALICE, 1000, 50, pay_signature=PAY_1)
+    report = ledger.rebuild([original, republished])
+    assert report.applied == 0 and ledger.balance(ALICE).total == 1000
+
+
+def test_the_live_grant_key_is_the_key_a_rebuild_gives_the_same_pay(ledger: Ledger) -> None:
+    ledger.grant(pay_grant_key(PAY_1), ALICE, 1000, event_id="tx-live")
+    report = ledger.rebuild([], chain_grants=[chain_grant(PAY_1)])
+    assert report.recovered == () and ledger.balance(ALICE).total == 1000
+
+
+def test_a_debit_naming_a_pay_is_still_keyed_by_its_event(ledger: Ledger) -> None:
+    debit = TransactionRecord("tx-d", ALICE, -10, 10, pay_signature=PAY_1)
+    ledger.rebuild([debit], chain_grants=[chain_grant(PAY_1)])
+    assert ledger.balance(ALICE).total == 990
 
 
 # ------------------------------------------------------------------------------------------- diagnostics

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from device.ledger import Ledger, LedgerError, OutboxEvent, RechargeState
+from device.ledger import Ledger, LedgerError, OutboxEvent, RechargeState, pay_grant_key
 
 REQ = "ab" * 32
 AUTHOR = "cd" * 32
@@ -196,3 +196,12 @@ def test_recharge_rows_survive_reopening(state_dir: Path) -> None:
     with Ledger.open(state_dir / "ledger.db") as second:
         row = second.recharge(REQ)
         assert row is not None and row.state is RechargeState.SUBMITTED and row.tx_bytes == b"tx"
+
+
+@pytest.mark.parametrize("keyed_by", ["pay", "request"], ids=["pay signature", "request id (older)"])
+def test_announced_pays_name_the_pay_behind_each_grant_event(ledger: Ledger, keyed_by: str) -> None:
+    submitted(ledger)
+    key = pay_grant_key("sig1") if keyed_by == "pay" else REQ
+    ledger.complete_recharge(REQ, grant_key=key, user=ALICE, tokens=15, event_id="e2", outbox=[event("e2")])
+    begin(ledger, "ef" * 32)  # still pending: nothing announced for it
+    assert ledger.announced_pays() == {"e2": "sig1"}

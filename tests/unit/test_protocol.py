@@ -33,6 +33,8 @@ from device.protocol import (
     encode_payload,
     encode_recover_info,
     event_tags,
+    pay_reference_tag,
+    read_pay_reference,
     read_routing,
 )
 
@@ -563,3 +565,38 @@ def test_every_error_code_is_exercised_by_this_module() -> None:
     source = Path(__file__).read_text(encoding="utf-8")
     for code in ERROR_CODES:
         assert f'"{code}"' in source, code
+
+
+# ---------------------------------------------------------------------------------------------
+# The grant's pay reference tag (NIP-73 style)
+
+PAY_SIGNATURE = "3" * 64 + "Ab" * 12  # 88 base58 characters, a real signature's longest spelling
+
+
+def test_a_pay_reference_tag_names_the_pay_and_reads_back() -> None:
+    tag = pay_reference_tag(PAY_SIGNATURE)
+    assert tag == ["i", f"solana:tx:{PAY_SIGNATURE}"]
+    tags = [["s", DEFAULT_SESSION], ["p", "ab" * 32], tag]
+    assert read_pay_reference(tags) == PAY_SIGNATURE
+    assert read_routing(KIND, tags) == Routing(DEFAULT_SESSION, "ab" * 32)  # routing ignores it
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [
+        [],
+        [["i"]],
+        [["i", "bitcoin:tx:" + "ab" * 32]],
+        [["i", "solana:tx:"]],
+        [["i", "solana:tx:0OIl" + "1" * 60]],  # not base58
+        [["e", "solana:tx:" + PAY_SIGNATURE]],
+    ],
+)
+def test_anything_else_names_no_pay(tags: list[list[str]]) -> None:
+    assert read_pay_reference(tags) is None
+
+
+def test_a_pay_reference_refuses_what_is_not_a_signature() -> None:
+    with pytest.raises(ProtocolError) as err:
+        pay_reference_tag("not a signature")
+    assert err.value.code == "invalid_tag"
