@@ -599,6 +599,8 @@ class ChatConfig:
     max_body_bytes: int = field(default=65_536, metadata=_check(_int(1024, 16 * 1024 * 1024)))
     max_waiting: int = field(default=8, metadata=_check(_int(0, 1024)))
     token_max_ttl_seconds: int = field(default=86_400, metadata=_check(_int(1, 31_536_000)))
+    #: ``GET /metrics`` (Prometheus text) on the chat socket; off by default.
+    metrics: bool = field(default=False, metadata=_check(_bool))
 
     @property
     def tcp_address(self) -> tuple[str, int] | None:

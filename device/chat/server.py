@@ -3,6 +3,7 @@
 Routes (``docs/chat.md``):
 
 * ``GET /healthz`` -- no auth; model, machine pubkey, context size.
+* ``GET /health``, ``GET /metrics`` -- llama-server's, no auth (:mod:`device.chat.metrics`).
 * ``GET /v1/models`` -- the one loaded model.
 * ``GET /v1/balance`` -- the caller's tokens (total, reserved, available).
 * ``POST /v1/chat/completions`` -- non-streaming or SSE (``stream: true``); ``usage`` is always
@@ -35,6 +36,7 @@ from aiohttp import web
 
 from device.chat.auth import TokenClaims, TokenVerifier
 from device.chat.listener import bind_unix_socket
+from device.chat.metrics import ChatMetrics
 from device.chat.openai import (
     ChatError,
     Usage,
@@ -125,6 +127,9 @@ class ChatService:
         self._bound_path: Path | None = None
         self._in_flight = 0
         self._generating = 0
+        self._metrics = ChatMetrics(
+            enabled=config.chat.metrics, ledger=ledger, hub=hub, queue=self._queue_depth
+        )
 
     @property
     def socket_path(self) -> Path | None:
@@ -149,6 +154,7 @@ class ChatService:
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/v1/balance", self._balance)
         app.router.add_post("/v1/chat/completions", self._completions)
+        app.router.add_routes(self._metrics.routes())
         return app
 
     async def start(self) -> None:
@@ -205,6 +211,10 @@ class ChatService:
             return json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ChatError(f"the body is not JSON: {exc}", code="bad_request") from None
+
+    def _queue_depth(self) -> tuple[int, int]:
+        """(completions generating, completions waiting): one runs on the worker, the rest wait."""
+        return min(1, self._in_flight), max(0, self._in_flight - 1)
 
     @contextlib.asynccontextmanager
     async def _admitted(self) -> AsyncIterator[None]:
@@ -272,6 +282,7 @@ class ChatService:
             )
             self._generating += 1
             self._hub.update(activity=Activity.GENERATING)
+            started = time.monotonic()
             metered: _Metered | None = None
             try:
                 generation = self._engine.generate(
@@ -287,7 +298,8 @@ class ChatService:
                 return await self._complete(request, metered)
             finally:
                 if metered is not None:
-                    await metered.settle()
+                    _, usage, _ = await metered.settle()
+                    self._metrics.record(usage, time.monotonic() - started)
                 else:
                     await self._meter.settle(hold, 0)  # generation never started: release only
                 self._generating -= 1
