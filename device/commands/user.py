@@ -70,7 +70,7 @@ from device.solana.client import ChainClient, TxOutcome, UserBalance
 from device.solana.program import ProgramVersion
 from device.wallet.recharge import RechargeTarget, describe, recharge
 from device.wallet.signing import AUTHORIZATION_VALIDITY_SECONDS, sign_payload
-from device.wallet.solana_cli import format_sol, read_cli_config
+from device.wallet.solana_cli import format_sol, read_cli_config, user_keypair_path
 from device.wallet.transaction_feed import fetch_transactions
 
 #: The fee of a one-signature transaction at the default fee rate.
@@ -107,14 +107,8 @@ def _rpc_url(args: argparse.Namespace, config: Config) -> str:
         ) from exc
 
 
-def _keypair_path(args: argparse.Namespace) -> Path | None:
-    """``-k``, else ``keypair_path`` of the Solana CLI config, else None (the default file)."""
-    explicit: Path | None = args.keypair
-    return explicit if explicit is not None else read_cli_config(Path.home()).keypair_path
-
-
 def _user_keypair(args: argparse.Namespace) -> Keypair:
-    return load_keypair(_keypair_path(args))
+    return load_keypair(user_keypair_path(args.keypair, Path.home()))
 
 
 def _amount(args: argparse.Namespace, name: str = "AMOUNT") -> int:

@@ -30,6 +30,7 @@ __all__ = [
     "normalize_url",
     "read_cli_config",
     "sol_to_lamports",
+    "user_keypair_path",
 ]
 
 LAMPORTS_PER_SOL: Final = 1_000_000_000
@@ -122,3 +123,8 @@ def read_cli_config(home: Path) -> SolanaCliConfig:
         json_rpc_url=normalize_url(url) if url else None,
         keypair_path=Path(keypair).expanduser() if keypair else None,
     )
+
+
+def user_keypair_path(explicit: Path | None, home: Path) -> Path | None:
+    """``-k PATH`` if given, else ``keypair_path`` of the Solana CLI config, else None (the default file)."""
+    return explicit if explicit is not None else read_cli_config(home).keypair_path
