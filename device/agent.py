@@ -130,7 +130,9 @@ class Agent:
         self.plan = plan
         self.environ = dict(os.environ if environ is None else environ)
         model_name = Path(plan.model).stem if plan.model.endswith(".gguf") else plan.model
-        self.hub = hub or StateHub(DeviceState(machine_pubkey=plan.machine_pubkey, model=model_name))
+        self.hub = hub or StateHub(
+            DeviceState(machine_pubkey=plan.machine_pubkey, model=model_name, loading=True)
+        )
         self.signer = EventSigner(keys.nostr, session=plan.session, machine_pubkey=plan.machine_pubkey)
         self.link: RelayLink | None = None
         self.relay_urls: tuple[str, ...] = ()
@@ -178,7 +180,7 @@ class Agent:
             await self.link.start()
             stack.push_async_callback(self.link.stop)
 
-            self.notifier.status("loading the model")
+            self.notifier.status(f"Loading {self.hub.current.model}")
             engine = Engine.from_config(self.config.llm, heartbeat=self._inference_heartbeat)
             stack.push_async_callback(engine.close)
             passed = sockets_from_systemd(self.environ, os.getpid(), name="chat")
@@ -194,6 +196,7 @@ class Agent:
             )
             await chat.start()
             stack.push_async_callback(chat.stop)
+            self.hub.update(loading=False)
 
             display = next((i for i in indicators if isinstance(i, DisplayIndicator)), None)
             button = build_button(
