@@ -177,7 +177,14 @@ class ChatService:
                     *address,
                     extra={"code": "chat_tcp_enabled"},
                 )
-                await web.TCPSite(runner, address[0], address[1]).start()
+                try:
+                    await web.TCPSite(runner, address[0], address[1]).start()
+                except OSError as exc:
+                    raise DeviceError(
+                        f"chat.tcp_listen {self._config.chat.tcp_listen}: cannot listen "
+                        f"({exc.strerror or exc}); free the port or change chat.tcp_listen",
+                        code="chat_tcp_bind_failed",
+                    ) from None
         except BaseException:
             await self.stop()
             raise

@@ -1,17 +1,26 @@
-"""``xephy-device run``: the agent, until SIGINT/SIGTERM."""
+"""``xephy-device run``: the agent, until SIGINT/SIGTERM.
+
+Any failure ends in one line ``xephy-device: <code>: <message>`` and exit 1 (2 for a configuration
+error): a :class:`~device.errors.DeviceError` keeps its code, anything else becomes ``agent_failed``
+naming the exception; its traceback is logged only at ``device.log_level: debug``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 
 from device.agent import Agent, ServicePlan, run_until_signalled
 from device.config import Config
+from device.errors import DeviceError
 from device.keys import KeyStore
 from device.ledger import Ledger
 from device.logs import configure_logging
+
+log = logging.getLogger(__name__)
 
 
 def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
@@ -25,10 +34,16 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     store = KeyStore(config.device.state_dir)
     keys, created = store.init()
     for path in created:
-        print(f"generated {path}", file=sys.stderr)
+        log.info("generated %s", path, extra={"code": "key_created"})
     plan = ServicePlan.build(config, keys, os.environ)
-    with Ledger.open(plan.ledger_path) as ledger:
-        agent = Agent(config, keys, ledger, plan)
-        asyncio.run(run_until_signalled(agent, sys.stdout))
+    try:
+        with Ledger.open(plan.ledger_path) as ledger:
+            agent = Agent(config, keys, ledger, plan)
+            asyncio.run(run_until_signalled(agent, sys.stdout))
+    except DeviceError:
+        raise
+    except Exception as exc:
+        log.debug("the agent failed", exc_info=True, extra={"code": "agent_failed"})
+        raise DeviceError(f"{type(exc).__name__}: {exc}", code="agent_failed") from None
     print("stopped", file=sys.stdout)
     return 0
