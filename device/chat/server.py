@@ -4,6 +4,7 @@ Routes (``docs/chat.md``):
 
 * ``GET /healthz`` -- no auth; model, machine pubkey, context size.
 * ``GET /health``, ``GET /metrics`` -- llama-server's, no auth (:mod:`device.chat.metrics`).
+* ``POST /v1/completions`` -- not served: 404 ``not_found`` naming ``/v1/chat/completions``.
 * ``GET /v1/models`` -- the one loaded model.
 * ``GET /v1/balance`` -- the caller's tokens (total, reserved, available).
 * ``POST /v1/chat/completions`` -- non-streaming or SSE (``stream: true``); ``usage`` is always
@@ -155,6 +156,7 @@ class ChatService:
         app.router.add_get("/v1/balance", self._balance)
         app.router.add_post("/v1/chat/completions", self._completions)
         app.router.add_routes(self._metrics.routes())
+        app.router.add_post("/v1/completions", _raw_completions)
         return app
 
     async def start(self) -> None:
@@ -369,6 +371,14 @@ class ChatService:
                 await response.write(b"data: [DONE]\n\n")
                 await response.write_eof()
         return response
+
+
+async def _raw_completions(request: web.Request) -> web.Response:
+    """``/v1/completions`` (raw prompts) is not served: a documented 404 naming the route to use."""
+    raise ChatError(
+        "/v1/completions (raw prompts) is not served by this device; use /v1/chat/completions",
+        code="not_found",
+    )
 
 
 class _Metered:

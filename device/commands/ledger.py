@@ -19,6 +19,7 @@ import json
 import tempfile
 from pathlib import Path
 
+from device.commands.arguments import relay_url
 from device.config import EMBEDDED, Config
 from device.endpoints import Endpoints
 from device.errors import DeviceError
@@ -101,7 +102,9 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
         help="replay trusted Transaction events; exit 1 if the local ledger differs",
         description="Replay Transaction events signed by this device or trusted_authors and compare.",
     )
-    rebuild.add_argument("--relay", action="append", metavar="URL", help="relay URL (repeatable)")
+    rebuild.add_argument(
+        "--relay", action="append", type=relay_url, metavar="URL", help="relay URL or host (repeatable)"
+    )
     rebuild.add_argument(
         "--output", type=Path, default=None, metavar="PATH", help="keep the rebuilt ledger here"
     )

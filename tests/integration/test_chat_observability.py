@@ -135,3 +135,18 @@ async def test_the_not_used_value_of_an_unsupported_field_is_accepted(
     device.fund(user, 1000)
     status, body = await chat(device, user, {"messages": HELLO, "max_tokens": 2, field: value})
     assert status == 200, body
+
+
+async def test_raw_completions_are_a_documented_404_pointing_at_chat_completions(device: Device) -> None:
+    user = Keypair()
+    device.fund(user, 1000)
+    async with device.client() as http:
+        resp = await http.post(
+            "/v1/completions",
+            json={"prompt": "Once upon a time", "max_tokens": 4},
+            headers={"Authorization": f"Bearer {device.token(user)}"},
+        )
+        body = await resp.json()
+    assert resp.status == 404
+    assert body["error"]["code"] == "not_found" and "/v1/chat/completions" in body["error"]["message"]
+    assert device.ledger.balance(str(user.pubkey())).total == 1000

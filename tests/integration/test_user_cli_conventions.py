@@ -179,3 +179,8 @@ def test_token_ttl_above_what_the_device_accepts_is_refused_locally(
     captured = capsys.readouterr()
     assert captured.out == "" and "chat.token_max_ttl_seconds" in captured.err
     assert exit_code([*argv, "--ttl", "600"]) == 0
+
+
+def test_ledger_rebuild_takes_bare_relay_hosts_too() -> None:
+    args = build_parser(load={"ledger"}).parse_args(["ledger", "rebuild", "--relay", "nos.lol"])
+    assert args.relay == ["wss://nos.lol"]
