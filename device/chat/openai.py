@@ -171,7 +171,7 @@ def _messages(value: Any) -> tuple[ChatMessage, ...]:
         role = msg.get("role")
         if role == "developer":
             role = "system"
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise _bad(f"{where}.role", f"expected one of system, user, assistant, got {role!r}")
         content = msg.get("content")
         out.append(
