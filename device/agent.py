@@ -32,7 +32,7 @@ from device.button import build_button
 from device.chat.server import ChatService
 from device.config import EMBEDDED, Config, ConfigError, resolve_chat_socket, resolve_model_path
 from device.endpoints import Endpoints
-from device.indicators import build_indicators
+from device.indicators import ConsoleIndicator, build_indicators
 from device.indicators.display import DisplayIndicator
 from device.inference import Engine
 from device.keys import DeviceKeys
@@ -229,7 +229,8 @@ class Agent:
             ).write(state_dir)
             stack.callback(Endpoints.remove, state_dir)
 
-            self._announce(out)
+            console = next((i for i in indicators if isinstance(i, ConsoleIndicator)), None)
+            self._announce(out, console)
             self.notifier.ready(f"serving {engine.model_name} on {self.plan.chat_socket}")
             if self.watchdog is not None:
                 await self._run_watchdog(stack, engine, stop)
@@ -271,13 +272,20 @@ class Agent:
             tokens_debited_today=today.tokens_debited,
         )
 
-    def _announce(self, out: TextIO) -> None:
-        for line in self.plan.lines():
-            print(line, file=out)
-        print(f"  relay urls      {', '.join(self.relay_urls)}", file=out)
-        print(f"  rpc url         {self.rpc_url}", file=out)
-        print("ready; Ctrl-C to stop", file=out)
-        out.flush()
+    def _announce(self, out: TextIO, console: ConsoleIndicator | None) -> None:
+        """The plan and endpoints on ``out`` -- above the console's live line when it draws one."""
+        lines = [
+            *self.plan.lines(),
+            f"  relay urls      {', '.join(self.relay_urls)}",
+            f"  rpc url         {self.rpc_url}",
+            "ready; Ctrl-C to stop",
+        ]
+        text = "".join(f"{line}\n" for line in lines)
+        if console is not None:
+            console.write_above(text)
+        else:
+            out.write(text)
+            out.flush()
         log.info("agent ready", extra={"code": "agent_ready"})
 
     async def _start_relays(self, stack: AsyncExitStack) -> tuple[str, ...]:

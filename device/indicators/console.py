@@ -99,6 +99,14 @@ class ConsoleIndicator:
                 self._write("\n")
                 self._drawn = False
 
+    def write_above(self, text: str) -> None:
+        """Write ``text`` (whole lines) to the stream above the live line, which is redrawn below it."""
+        self.erase()
+        try:
+            self._write(text)
+        finally:
+            self.redraw()
+
     def erase(self) -> None:
         """Clear the live line and hold the terminal until :meth:`redraw` (a log record goes between)."""
         self._terminal.acquire()
