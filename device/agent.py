@@ -35,7 +35,7 @@ from device.button import build_button
 from device.chat.server import ChatService
 from device.config import EMBEDDED, Config, ConfigError, resolve_chat_socket, resolve_model_path
 from device.endpoints import Endpoints
-from device.indicators import build_indicators
+from device.indicators import ConsoleIndicator, build_indicators
 from device.indicators.display import DisplayIndicator
 from device.inference import Engine
 from device.keys import DeviceKeys
@@ -134,7 +134,9 @@ class Agent:
         self.plan = plan
         self.environ = dict(os.environ if environ is None else environ)
         model_name = Path(plan.model).stem if plan.model.endswith(".gguf") else plan.model
-        self.hub = hub or StateHub(DeviceState(machine_pubkey=plan.machine_pubkey, model=model_name))
+        self.hub = hub or StateHub(
+            DeviceState(machine_pubkey=plan.machine_pubkey, model=model_name, loading=True)
+        )
         self.signer = EventSigner(keys.nostr, session=plan.session, machine_pubkey=plan.machine_pubkey)
         self.link: RelayLink | None = None
         self.relay_urls: tuple[str, ...] = ()
@@ -182,7 +184,7 @@ class Agent:
             await self.link.start()
             stack.push_async_callback(self.link.stop)
 
-            self.notifier.status("loading the model")
+            self.notifier.status(f"Loading {self.hub.current.model}")
             engine = Engine.from_config(self.config.llm, heartbeat=self._inference_heartbeat)
             stack.push_async_callback(engine.close)
             passed = sockets_from_systemd(self.environ, os.getpid(), name="chat")
@@ -199,6 +201,7 @@ class Agent:
             stack.push_async_callback(chat.stop)
             await chat.meter.settle_open_holds()  # chats a crash cut off: debited at their last checkpoint
             await chat.start()
+            self.hub.update(loading=False)
 
             display = next((i for i in indicators if isinstance(i, DisplayIndicator)), None)
             button = build_button(
@@ -240,7 +243,8 @@ class Agent:
                     extra={"code": "endpoints_unwritable"},
                 )
 
-            self._announce(out)
+            console = next((i for i in indicators if isinstance(i, ConsoleIndicator)), None)
+            self._announce(out, console)
             self.notifier.ready(f"serving {engine.model_name} on {self.plan.chat_socket}")
             if self.watchdog is not None:
                 await self._run_watchdog(stack, engine, stop)
@@ -282,13 +286,20 @@ class Agent:
             tokens_debited_today=today.tokens_debited,
         )
 
-    def _announce(self, out: TextIO) -> None:
-        for line in self.plan.lines():
-            print(line, file=out)
-        print(f"  relay urls      {', '.join(self.relay_urls)}", file=out)
-        print(f"  rpc url         {self.rpc_url}", file=out)
-        print("ready; Ctrl-C to stop", file=out)
-        out.flush()
+    def _announce(self, out: TextIO, console: ConsoleIndicator | None) -> None:
+        """The plan and endpoints on ``out`` -- above the console's live line when it draws one."""
+        lines = [
+            *self.plan.lines(),
+            f"  relay urls      {', '.join(self.relay_urls)}",
+            f"  rpc url         {self.rpc_url}",
+            "ready; Ctrl-C to stop",
+        ]
+        text = "".join(f"{line}\n" for line in lines)
+        if console is not None:
+            console.write_above(text)
+        else:
+            out.write(text)
+            out.flush()
         log.info("agent ready", extra={"code": "agent_ready"})
 
     async def _start_relays(self, stack: AsyncExitStack) -> tuple[str, ...]:

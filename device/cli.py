@@ -5,7 +5,8 @@ a group's module only when that command runs (or its ``--help`` is asked for), s
 --help`` and a ``user`` command never load the agent, the model, aiohttp or the chain stand-in.
 
 Exit codes: 0 success, 1 a runtime failure (printed as ``code: message``),
-2 a usage or configuration error (the message names the offending key path).
+2 a usage or configuration error (argparse's, a :class:`~device.errors.UsageError`, or a config
+error naming the offending key path).
 Commands are listed in ``docs/cli.md``.
 """
 
@@ -22,7 +23,7 @@ from typing import Final
 
 from device import __version__
 from device.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
-from device.errors import DeviceError
+from device.errors import DeviceError, UsageError
 
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
@@ -135,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args, config)
-    except ConfigError as exc:
+    except (ConfigError, UsageError) as exc:
         print(f"xephy-device: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except DeviceError as exc:

@@ -42,6 +42,7 @@ import yaml
 from solders.pubkey import Pubkey
 
 from device.errors import DeviceError
+from device.gpio_pins import bcm_pin
 from device.protocol import DEFAULT_SESSION
 from device.solana.program import DEFAULT_PROGRAM_IDS, I64_MAX, U64_MAX, ProgramRef, ProgramVersion
 
@@ -63,6 +64,7 @@ __all__ = [
     "config_key_paths",
     "config_to_dict",
     "load_config",
+    "normalize_relay_url",
     "parse_config",
     "resolve_chat_socket",
     "resolve_model_path",
@@ -85,7 +87,6 @@ CHAT_SOCKET_NAME: Final = "chat.sock"
 
 #: sun_path is 108 bytes on Linux, including the terminating NUL.
 UNIX_SOCKET_PATH_MAX: Final = 107
-BCM_PIN_MAX: Final = 27
 #: Pins of the Pi's header UART (TXD, RXD), taken when the display uses it.
 UART_PINS: Final = (14, 15)
 UART_PORTS: Final = frozenset({"/dev/serial0", "/dev/ttyAMA0", "/dev/ttyS0"})
@@ -338,6 +339,28 @@ def _relay_identity(url: str) -> str:
     ).geturl()
 
 
+_BARE_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::\d{1,5})?(?:/\S*)?", re.ASCII)
+
+
+def normalize_relay_url(text: str) -> str:
+    """A relay as users write it → its URL: a bare host (``relay.damus.io``) means ``wss://`` as in
+    nak and rust-nostr; ``ws://``/``wss://`` URLs are kept.  ValueError if it is neither."""
+    url = f"wss://{text}" if "://" not in text and _BARE_HOST.fullmatch(text) else text
+    parts = _split_url(url)
+    if parts is None or parts.scheme not in ("ws", "wss") or not parts.hostname or parts.fragment:
+        raise ValueError(f"expected a relay host or a ws:// or wss:// URL, got {_quote(text)}")
+    return url
+
+
+def _relay(value: object, path: str) -> str:
+    if isinstance(value, str) and value != EMBEDDED:
+        try:
+            return normalize_relay_url(value)
+        except ValueError:
+            pass
+    return _url(value, path, ("ws", "wss"), embedded=True)
+
+
 def _relays(value: object, path: str, ctx: _Ctx) -> tuple[str, ...]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list):
@@ -350,7 +373,7 @@ def _relays(value: object, path: str, ctx: _Ctx) -> tuple[str, ...]:
     out: list[str] = []
     for i, item in enumerate(items):
         item_path = f"{path}[{i}]" if isinstance(value, list) else path
-        url = _url(item, item_path, ("ws", "wss"), embedded=True)
+        url = _relay(item, item_path)
         ident = _relay_identity(url)
         if ident in seen:
             raise _invalid(item_path, f"duplicate relay {_quote(url)} (same as {path}[{seen[ident]}])")
@@ -404,16 +427,18 @@ def _solana_pubkey(value: object, path: str, ctx: _Ctx) -> str:
 
 
 def _pin(value: object, path: str, ctx: _Ctx) -> int:
-    if not _is_int(value):
-        raise _invalid(path, f"expected a BCM GPIO pin number from 0 to {BCM_PIN_MAX}, got {_show(value)}")
-    assert isinstance(value, int)
-    if not 0 <= value <= BCM_PIN_MAX:
-        raise _invalid(path, f"expected a BCM GPIO pin number from 0 to {BCM_PIN_MAX}, got {_show(value)}")
-    return value
+    """A GPIO pin as gpiozero takes it (``17``, ``"GPIO17"``, ``"BCM17"``, ``"BOARD11"``, ``"J8:11"``)
+    → its BCM number, so two names of one pin meet in the pin-conflict check."""
+    if not isinstance(value, int | str) or isinstance(value, bool):
+        raise _invalid(path, f"expected a GPIO pin (17, GPIO17, BCM17, BOARD11, J8:11), got {_show(value)}")
+    try:
+        return bcm_pin(value)
+    except ValueError as exc:
+        raise _invalid(path, f"expected a GPIO pin: {exc}") from None
 
 
 def _pins(count: int | None = None) -> Check:
-    expected = "a list of " + (f"exactly {count} " if count else "") + "distinct BCM GPIO pin numbers"
+    expected = "a list of " + (f"exactly {count} " if count else "") + "distinct GPIO pins"
 
     def check(value: object, path: str, ctx: _Ctx) -> tuple[int, ...]:
         if not isinstance(value, list) or (count is not None and len(value) != count):
@@ -585,6 +610,8 @@ class ChatConfig:
     max_connections: int = field(default=256, metadata=_check(_int(1, 65_536)))
     header_timeout_seconds: float = field(default=10.0, metadata=_check(_number(0.1, 3600)))
     keepalive_timeout_seconds: float = field(default=60.0, metadata=_check(_number(0.1, 86_400)))
+    #: ``GET /metrics`` (Prometheus text) on the chat socket; off by default.
+    metrics: bool = field(default=False, metadata=_check(_bool))
 
     @property
     def tcp_address(self) -> tuple[str, int] | None:

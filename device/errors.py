@@ -22,3 +22,9 @@ class DeviceError(Exception):
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
+
+
+class UsageError(DeviceError):
+    """The command line asks for something impossible; the CLI exits 2 (a usage error), not 1."""
+
+    code = "usage_error"

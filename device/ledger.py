@@ -405,6 +405,12 @@ class Ledger:
             )
         return Activity(users=int(users), tokens_granted=int(granted), tokens_debited=int(debited))
 
+    def recharge_counts(self) -> dict[str, int]:
+        """How many recharge Requests stand in each :class:`RechargeState` (for ``/metrics``)."""
+        with self._lock:
+            rows = self._query("SELECT state, COUNT(*) FROM recharges GROUP BY state")
+        return {str(state): int(count) for state, count in rows}
+
     def reserve(self, user: str, n: int, *, key: str) -> Reservation:
         """Hold ``n`` tokens of ``user``'s available balance for the debit that will be keyed ``key``.
 

@@ -77,6 +77,8 @@ class DeviceState:
     relay: LinkStatus = LinkStatus.CONNECTING
     chain: ChainStatus = ChainStatus.UNKNOWN
     activity: Activity = Activity.IDLE
+    loading: bool = False
+    """True from the agent's start until the model is loaded and the chat socket listens."""
     user: str | None = None
     """The user of the last grant or chat."""
     user_balance: int | None = None

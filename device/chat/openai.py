@@ -1,7 +1,9 @@
 """The OpenAI-compatible wire format: request parsing, response and chunk bodies, error bodies.
 
 Only what a chat needs is accepted; unknown request fields are ignored (clients send many),
-but a known field with a wrong type or value is a ``bad_request`` naming the field.
+but a known field with a wrong type or value is a ``bad_request`` naming the field, and a field that
+would change the answer in a way this device cannot honour (:data:`UNSUPPORTED_FIELDS`: tools, JSON
+mode, logprobs, …) is an ``unsupported_field`` 400 naming it -- never a 200 that silently ignored it.
 ``usage`` is always present: in the response body, and when streaming in a last chunk with
 ``"choices": []`` (OpenAI's ``include_usage`` shape) whether or not the client asked for it.
 """
@@ -19,6 +21,7 @@ from device.errors import DeviceError
 from device.inference import ChatMessage, FinishReason, GenerationResult, SamplingParams
 
 __all__ = [
+    "UNSUPPORTED_FIELDS",
     "ChatError",
     "ChatRequest",
     "Usage",
@@ -27,12 +30,34 @@ __all__ = [
     "finish_chunk",
     "parse_chat_request",
     "parse_json_body",
+    "refuse_unsupported_fields",
     "role_chunk",
     "text_chunk",
     "usage_chunk",
 ]
 
 ROLES: Final = frozenset({"system", "user", "assistant"})
+
+#: Request fields the device cannot honour, and the value of each that means "not used" (also null).
+UNSUPPORTED_FIELDS: Final[Mapping[str, tuple[object, ...]]] = {
+    "tools": ([],),
+    "tool_choice": ("none",),
+    "parallel_tool_calls": (False,),
+    "functions": ([],),
+    "function_call": ("none",),
+    "response_format": ({"type": "text"},),
+    "logprobs": (False,),
+    "top_logprobs": (0,),
+    "logit_bias": ({},),
+    "presence_penalty": (0,),
+    "frequency_penalty": (0,),
+    "audio": (),
+    "modalities": (["text"],),
+    "prediction": (),
+    "web_search_options": (),
+    "grammar": ("",),
+    "json_schema": (),
+}
 MAX_STOP: Final = 4
 #: Deepest nesting of arrays/objects a request body may have (a chat needs 4).
 MAX_JSON_DEPTH: Final = 32
@@ -51,6 +76,8 @@ _STATUS: Final[Mapping[str, tuple[int, str]]] = {
     "user_busy": (429, "rate_limit_error"),
     "model_not_loaded": (503, "server_error"),
     "ledger_unavailable": (503, "server_error"),
+    "unsupported_field": (400, "invalid_request_error"),
+    "not_supported": (501, "not_supported_error"),
 }
 
 
@@ -195,10 +222,28 @@ def _nesting(raw: bytes) -> int:
     return deepest
 
 
+def refuse_unsupported_fields(body: Mapping[str, Any]) -> None:
+    """Raise ``unsupported_field`` (400, ``param`` = the field) for the first field of
+    :data:`UNSUPPORTED_FIELDS` that is given with a value other than null or its "not used" value."""
+    for name, unused in UNSUPPORTED_FIELDS.items():
+        value = body.get(name)
+        if value is None or any(
+            value == u and isinstance(value, bool) == isinstance(u, bool) for u in unused
+        ):
+            continue
+        raise ChatError(
+            f"{name}: not supported by this device (a small local model without tools, JSON mode, "
+            "logprobs or penalties); remove the field",
+            code="unsupported_field",
+            param=name,
+        )
+
+
 def parse_chat_request(body: Any, *, max_tokens_limit: int) -> ChatRequest:
     """Validate a decoded JSON body; ``max_tokens`` defaults to, and is capped at, ``max_tokens_limit``."""
     if not isinstance(body, dict):
         raise ChatError("the body must be a JSON object", code="bad_request")
+    refuse_unsupported_fields(body)
     messages = _messages(body.get("messages"))
     max_tokens = max_tokens_limit
     for name in ("max_completion_tokens", "max_tokens"):

@@ -3,6 +3,8 @@
 Routes (``docs/chat.md``):
 
 * ``GET /healthz`` -- no auth; model, machine pubkey, context size.
+* ``GET /health``, ``GET /metrics`` -- llama-server's, no auth (:mod:`device.chat.metrics`).
+* ``POST /v1/completions`` -- not served: 404 ``not_found`` naming ``/v1/chat/completions``.
 * ``GET /v1/models`` -- the one loaded model.
 * ``GET /v1/balance`` -- the caller's tokens (total, reserved, available).
 * ``POST /v1/chat/completions`` -- non-streaming or SSE (``stream: true``); ``usage`` is always
@@ -47,6 +49,7 @@ from aiohttp import web
 from device.chat.auth import TokenClaims, TokenVerifier
 from device.chat.connections import ConnectionGuard
 from device.chat.listener import bind_unix_socket
+from device.chat.metrics import ChatMetrics
 from device.chat.openai import (
     ChatError,
     ChatRequest,
@@ -157,6 +160,9 @@ class ChatService:
             max_connections=config.chat.max_connections,
             header_timeout_s=config.chat.header_timeout_seconds,
         )
+        self._metrics = ChatMetrics(
+            enabled=config.chat.metrics, ledger=ledger, hub=hub, queue=self._queue_depth
+        )
 
     @property
     def socket_path(self) -> Path | None:
@@ -188,6 +194,8 @@ class ChatService:
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/v1/balance", self._balance)
         app.router.add_post("/v1/chat/completions", self._completions)
+        app.router.add_routes(self._metrics.routes())
+        app.router.add_post("/v1/completions", _raw_completions)
         return app
 
     async def start(self) -> None:
@@ -219,7 +227,14 @@ class ChatService:
                     *address,
                     extra={"code": "chat_tcp_enabled"},
                 )
-                self._servers.append(await loop.create_server(factory, address[0], address[1]))
+                try:
+                    self._servers.append(await loop.create_server(factory, address[0], address[1]))
+                except OSError as exc:
+                    raise DeviceError(
+                        f"chat.tcp_listen {self._config.chat.tcp_listen}: cannot listen "
+                        f"({exc.strerror or exc}); free the port or change chat.tcp_listen",
+                        code="chat_tcp_bind_failed",
+                    ) from None
         except BaseException:
             await self.stop()
             raise
@@ -294,6 +309,10 @@ class ChatService:
                 self._per_user[user] = left
             else:
                 del self._per_user[user]
+
+    def _queue_depth(self) -> tuple[int, int]:
+        """(completions generating, completions waiting): one runs on the worker, the rest wait."""
+        return min(1, self._in_flight), max(0, self._in_flight - 1)
 
     @contextlib.contextmanager
     def _admitted(self) -> Iterator[None]:
@@ -372,6 +391,7 @@ class ChatService:
         )
         self._generating += 1
         self._hub.update(activity=Activity.GENERATING)
+        started = time.monotonic()
         metered: _Metered | None = None
         try:
             generation = self._engine.generate(
@@ -387,7 +407,8 @@ class ChatService:
             return await self._complete(request, metered)
         finally:
             if metered is not None:
-                await metered.settle()
+                _, usage, _ = await metered.settle()
+                self._metrics.record(usage, time.monotonic() - started)
             else:
                 await self._meter.settle(hold, 0)  # generation never started: release only
             self._generating -= 1
@@ -460,6 +481,14 @@ class ChatService:
                 await response.write(b"data: [DONE]\n\n")
                 await response.write_eof()
         return response
+
+
+async def _raw_completions(request: web.Request) -> web.Response:
+    """``/v1/completions`` (raw prompts) is not served: a documented 404 naming the route to use."""
+    raise ChatError(
+        "/v1/completions (raw prompts) is not served by this device; use /v1/chat/completions",
+        code="not_found",
+    )
 
 
 class _Metered:

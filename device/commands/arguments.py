@@ -8,21 +8,26 @@ from __future__ import annotations
 
 import argparse
 import os
+from decimal import Decimal
 from pathlib import Path
 
-from device.config import Config, resolve_chat_socket
+from device.config import Config, normalize_relay_url, resolve_chat_socket
+from device.errors import UsageError
 from device.keys import DEFAULT_KEYPAIR
 from device.solana.program import U64_MAX
+from device.wallet.solana_cli import AmountError, normalize_url, parse_amount, sol_to_lamports
 
 
 def add_keypair_argument(parser: argparse.ArgumentParser) -> None:
-    """``--keypair PATH``: the user's Solana CLI keypair (``None`` when absent: the default file)."""
+    """``-k/--keypair PATH``: the user's Solana CLI keypair (``None`` when absent: the default file)."""
     parser.add_argument(
+        "-k",
         "--keypair",
         type=Path,
         default=None,
         metavar="PATH",
-        help=f"user keypair, Solana CLI JSON format (default: {DEFAULT_KEYPAIR})",
+        help="user keypair, Solana CLI JSON format (default: keypair_path of "
+        f"~/.config/solana/cli/config.yml, else {DEFAULT_KEYPAIR})",
     )
 
 
@@ -50,28 +55,83 @@ def port(text: str) -> int:
     return value
 
 
-def lamports(text: str) -> int:
-    """A whole number of lamports, 1 … u64 max."""
+def sol_amount(text: str) -> Decimal:
+    """An amount as typed (SOL, or lamports with ``--lamports``); see :func:`amount_lamports`."""
     try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of lamports, got {text!r}") from None
+        return parse_amount(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_lamports_flag(parser: argparse.ArgumentParser) -> None:
+    """``--lamports``: amounts are lamports and balances are shown in lamports (as ``solana balance``)."""
+    parser.add_argument(
+        "--lamports",
+        action="store_true",
+        help="amounts in lamports instead of SOL (and balances shown in lamports)",
+    )
+
+
+def add_amount_argument(parser: argparse.ArgumentParser) -> None:
+    """The positional ``AMOUNT`` (SOL) and ``--lamports``, as ``solana airdrop``/``solana transfer``."""
+    parser.add_argument("amount", type=sol_amount, metavar="AMOUNT", help="in SOL (lamports with --lamports)")
+    add_lamports_flag(parser)
+
+
+def amount_lamports(amount: Decimal, *, in_lamports: bool, name: str = "AMOUNT") -> int:
+    """An amount from :func:`sol_amount` → lamports, 1 … u64 max (a :class:`UsageError` otherwise)."""
+    if in_lamports:
+        if amount != amount.to_integral_value():
+            raise UsageError(
+                f"{name}: expected a whole number of lamports, got {amount}", code="argument_invalid"
+            )
+        value = int(amount)
+    else:
+        try:
+            value = sol_to_lamports(amount)
+        except AmountError as exc:
+            raise UsageError(f"{name}: {exc.message}", code="argument_invalid") from None
     if not 0 < value <= U64_MAX:
-        raise argparse.ArgumentTypeError(f"expected lamports from 1 to {U64_MAX}, got {text}")
+        raise UsageError(
+            f"{name}: expected from 1 to {U64_MAX} lamports, got {value} lamports", code="argument_invalid"
+        )
     return value
 
 
-def machine_pubkey(text: str) -> bytes:
-    """A machine's Nostr public key: 64 hex characters → 32 bytes."""
-    try:
-        raw = bytes.fromhex(text)
-    except ValueError:
-        raw = b""
-    if len(raw) != 32:
+def rpc_url(text: str) -> str:
+    """``-u/--url``: an http(s) JSON-RPC URL or a Solana CLI moniker (``devnet``, ``d``, ``localhost``…)."""
+    url = normalize_url(text)
+    if not url.startswith(("http://", "https://")) or len(url.split("://", 1)[1]) == 0:
         raise argparse.ArgumentTypeError(
-            f"expected the machine's Nostr public key as 64 hex characters, got {text!r}"
+            f"expected an http(s) URL or one of mainnet-beta, testnet, devnet, localhost (m, t, d, l), "
+            f"got {text!r}"
         )
-    return raw
+    return url
+
+
+def relay_url(text: str) -> str:
+    """A relay: ``wss://host``, ``ws://host:port``, or a bare host (``relay.damus.io`` → ``wss://``)."""
+    try:
+        return normalize_relay_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def nostr_pubkey(text: str) -> str:
+    """A Nostr public key, 64 hex characters or ``npub1…`` → 64 lowercase hex characters."""
+    from nostr_sdk import PublicKey  # imported here: only the commands that take a key pay for it
+
+    try:
+        return str(PublicKey.parse(text.strip().lower()).to_hex())
+    except Exception:  # nostr_sdk raises its own NostrSdkError subclasses
+        raise argparse.ArgumentTypeError(
+            f"expected a Nostr public key (64 hex characters or npub1…), got {text!r}"
+        ) from None
+
+
+def machine_pubkey(text: str) -> bytes:
+    """A machine's Nostr public key (64 hex characters or ``npub1…``) → 32 bytes."""
+    return bytes.fromhex(nostr_pubkey(text))
 
 
 def ttl_seconds(text: str) -> int:

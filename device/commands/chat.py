@@ -4,8 +4,10 @@ It signs a short-lived token with the user's keypair (``--keypair``, Solana CLI 
 machine the socket serves (read from ``/healthz``), then either answers one question
 (``-m TEXT``) or runs a REPL: answers stream as they are generated; after each one it prints the
 tokens charged and the balance left.  ``/balance`` shows the balance, ``/reset`` starts a new
-conversation, ``/quit`` (or Ctrl-D) leaves; Ctrl-C stops the current answer (charged only for what
-was generated) and keeps the conversation.
+conversation, ``/quit`` (or Ctrl-D) leaves, ``/help`` lists them; any other ``/word`` is an unknown
+command, never sent to the model (``//text`` sends ``/text``).  Ctrl-C stops the current answer
+(charged only for what was generated) and keeps the conversation.  The keypair is ``-k``, else the
+Solana CLI config's ``keypair_path``; ``--ttl`` above ``chat.token_max_ttl_seconds`` is refused here.
 
 The token format is in ``docs/chat.md``; ``xephy-device user token`` prints one for any OpenAI client.
 """
@@ -25,12 +27,23 @@ from device.chat.auth import TOKEN_LIFETIME_SECONDS, issue_token
 from device.chat.client import ChatClient, ChatClientError, StreamEnd
 from device.commands.arguments import add_keypair_argument, chat_socket, positive_int, ttl_seconds
 from device.config import Config
+from device.errors import UsageError
 from device.keys import load_keypair
+from device.wallet.solana_cli import user_keypair_path
 
 __all__ = ["cmd_chat", "configure", "run_repl"]
 
 #: Re-sign the REPL's token when it has less than this left.
 _RENEW_BEFORE_S = 60
+
+REPL_HELP = """\
+/balance   your token balance on this device
+/reset     start a new conversation
+/quit      leave (also /exit, Ctrl-D)
+/help      this list
+//text     send "/text" to the model
+Ctrl-C stops an answer (charged only for what was generated) and keeps the conversation.
+"""
 
 
 class _Session:
@@ -94,14 +107,22 @@ def _summary(end: StreamEnd) -> str:
 def _open_session(args: argparse.Namespace, config: Config) -> _Session:
     client = ChatClient(chat_socket(args, config))
     machine = str(client.health()["machine"])
-    return _Session(client, load_keypair(args.keypair), machine, args.ttl)
+    limit = config.chat.token_max_ttl_seconds
+    if args.ttl > limit:
+        raise UsageError(
+            f"--ttl {args.ttl}: the device accepts tokens valid at most {limit} s "
+            "(chat.token_max_ttl_seconds); use a shorter --ttl",
+            code="argument_invalid",
+        )
+    keypair = load_keypair(user_keypair_path(args.keypair, Path.home()))
+    return _Session(client, keypair, machine, args.ttl)
 
 
 def run_repl(
     session: _Session, out: TextIO, read: Callable[[str], str] = input, max_tokens: int | None = None
 ) -> int:
     """The interactive loop; returns the exit code."""
-    out.write("xephy chat -- /balance, /reset, /quit; Ctrl-C stops an answer\n")
+    out.write("xephy chat -- /help lists the commands; Ctrl-C stops an answer\n")
     while True:
         try:
             line = read("> ").strip()
@@ -113,18 +134,23 @@ def run_repl(
             continue
         if not line:
             continue
-        if line in ("/quit", "/exit"):
+        command = line.split()[0] if line.startswith("/") and not line.startswith("//") else None
+        if command in ("/quit", "/exit"):
             return 0
         try:
-            if line == "/balance":
+            if command is None:
+                session.ask(line.removeprefix("/") if line.startswith("//") else line, out, max_tokens)
+            elif command == "/balance":
                 session.authorize()
                 bal = session.client.balance()
                 out.write(f"balance {bal['total']} tokens ({bal['available']} available)\n")
-            elif line == "/reset":
+            elif command == "/reset":
                 session.reset()
                 out.write("new conversation\n")
+            elif command in ("/help", "/?"):
+                out.write(REPL_HELP)
             else:
-                session.ask(line, out, max_tokens)
+                out.write(f"unknown command {command} (nothing was sent to the model); /help lists them\n")
         except ChatClientError as exc:
             out.write(f"error: {exc}\n")
 

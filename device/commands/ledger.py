@@ -24,6 +24,7 @@ import json
 import tempfile
 from pathlib import Path
 
+from device.commands.arguments import relay_url
 from device.config import EMBEDDED, Config
 from device.endpoints import Endpoints
 from device.errors import DeviceError
@@ -182,7 +183,9 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
         description="Replay Transaction events signed by this device or trusted_authors, and the pay "
         "transactions of the device's bot, into a fresh ledger and compare.",
     )
-    rebuild.add_argument("--relay", action="append", metavar="URL", help="relay URL (repeatable)")
+    rebuild.add_argument(
+        "--relay", action="append", type=relay_url, metavar="URL", help="relay URL or host (repeatable)"
+    )
     rebuild.add_argument(
         "--rpc-url", default=None, metavar="URL", help="Solana JSON-RPC URL (default: solana.rpc_url)"
     )

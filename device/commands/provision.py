@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from device.config import Config
-from device.provision import ProvisionError
+from device.provision import ProvisionUsageError
 from device.provision.command import ProvisionOptions, print_report, provision
 
 
@@ -40,9 +40,7 @@ def _ask(question: str) -> bool:
 def cmd_provision(args: argparse.Namespace, config: Config) -> int:
     """Handler of ``xephy-device provision``."""
     if args.config is None:
-        raise ProvisionError(
-            "provision needs --config FILE (the agent config for the card)", code="provision_usage"
-        )
+        raise ProvisionUsageError("provision needs --config FILE (the agent config for the card)")
     options = ProvisionOptions(
         config_file=args.config,
         image=args.image,

@@ -1,16 +1,21 @@
 """``xephy-device user …``: what a person needs to pay a device without the dApp.
 
-A user keypair in the Solana CLI format (a JSON array of 64 integers; ``--keypair``, default
-:data:`device.keys.DEFAULT_KEYPAIR`) signs everything; the RPC URL comes from ``solana.rpc_url`` of the
-configuration or ``--rpc-url``.  The program version, id and namespace come from ``solana.*``.
+Solana CLI conventions (:mod:`device.wallet.solana_cli`): amounts are SOL (``user airdrop 2``),
+lamports with ``--lamports``; a user keypair in the Solana CLI format (a JSON array of 64 integers)
+signs everything: ``-k/--keypair``, else ``keypair_path`` of ``~/.config/solana/cli/config.yml``, else
+:data:`device.keys.DEFAULT_KEYPAIR`.  The RPC URL: ``-u/--url`` (a URL or a moniker: ``localhost``,
+``devnet``, ``testnet``, ``mainnet-beta``, or ``l d t m``), else ``solana.rpc_url`` of the configuration
+unless it is ``embedded``, else the running agent's (``endpoints.json``), else ``json_rpc_url`` of the
+Solana CLI config.  The program version, id and namespace come from ``solana.*``.  Nostr keys on flags
+are hex or ``npub1…``; relays are URLs or bare hosts (``relay.damus.io`` means ``wss://``).
 
 ========================  ===========================================================================
 ``user keygen``           create a new keypair file (mode 0600); never overwrites one
-``user airdrop N``        ask the RPC for N lamports -- only when it is a local stand-in (``getVersion``'s
+``user airdrop N``        ask the RPC for N SOL -- only when it is a local stand-in (``getVersion``'s
                           ``solana-core`` contains ``localnet``)
 ``user register``         create the user's ``UserAccount`` (idempotent: says so if it exists)
-``user deposit N``        move N lamports from the wallet into the vault
-``user withdraw N``       move N available lamports from the vault back to the wallet
+``user deposit N``        move N SOL from the wallet into the vault
+``user withdraw N``       move N available SOL from the vault back to the wallet
 ``user balance``          wallet, vault, locked, available lamports, the next nonce and the device-side
                           token balance from the device's Transaction events (``--json``)
 ``user sign``             print a ``recover_info`` authorizing one payment, bound to a machine and amount
@@ -23,7 +28,8 @@ configuration or ``--rpc-url``.  The program version, id and namespace come from
 ``--payload``, the whole Request payload, signed by :mod:`device.wallet.signing` (bound to ``--machine``
 and ``--amount``).  ``--nonce`` (and, v2, ``--namespace-name``) sign without asking the chain.
 
-Failures print one line ``xephy-device: <code>: <message>`` and exit 1 (see ``docs/errors.md``).
+Failures print one line ``xephy-device: <code>: <message>`` and exit 1 (see ``docs/errors.md``);
+impossible arguments (``--ttl`` above what the device accepts, a tenth decimal of SOL) exit 2.
 """
 
 from __future__ import annotations
@@ -42,27 +48,33 @@ from solders.pubkey import Pubkey
 from device.chat.auth import TOKEN_LIFETIME_SECONDS, issue_token
 from device.chat.client import ChatClient, ChatClientError
 from device.commands.arguments import (
+    add_amount_argument,
+    add_lamports_flag,
+    amount_lamports,
     chat_socket,
     keypair_option,
-    lamports,
     machine_pubkey,
     nonce,
+    nostr_pubkey,
+    relay_url,
+    rpc_url,
+    sol_amount,
     ttl_seconds,
 )
 from device.config import Config
 from device.endpoints import Endpoints
-from device.errors import DeviceError
+from device.errors import DeviceError, UsageError
 from device.keys import create_keypair_file, load_keypair
 from device.solana import program as prog
 from device.solana.client import ChainClient, TxOutcome, UserBalance
 from device.solana.program import ProgramVersion
 from device.wallet.recharge import RechargeTarget, describe, recharge
 from device.wallet.signing import AUTHORIZATION_VALIDITY_SECONDS, sign_payload
+from device.wallet.solana_cli import format_sol, read_cli_config, user_keypair_path
 from device.wallet.transaction_feed import fetch_transactions, token_total
 
 #: The fee of a one-signature transaction at the default fee rate.
 SIGNATURE_FEE_LAMPORTS: Final = 5000
-LAMPORTS_PER_SOL: Final = 1_000_000_000
 
 
 class UserCommandError(DeviceError):
@@ -76,21 +88,36 @@ class UserCommandError(DeviceError):
 
 
 def _rpc_url(args: argparse.Namespace, config: Config) -> str:
-    url: str = args.rpc_url or config.solana.rpc_url
-    if url == "embedded":
-        try:
-            url = Endpoints.read(config.device.state_dir).rpc_url
-        except DeviceError as exc:
-            raise UserCommandError(
-                "solana.rpc_url is 'embedded' (the agent's in-process chain) and no running agent was found "
-                f"({exc.message}); start `xephy-device run` or pass --rpc-url http://HOST:PORT",
-                code="rpc_url_required",
-            ) from exc
-    if not url.startswith(("http://", "https://")):
+    """``-u``, else a configured ``solana.rpc_url``, else the running agent's, else the Solana CLI's."""
+    if args.rpc_url:
+        return str(args.rpc_url)
+    if config.solana.rpc_url != "embedded":
+        return config.solana.rpc_url
+    try:
+        return Endpoints.read(config.device.state_dir).rpc_url
+    except DeviceError as exc:
+        from_cli = read_cli_config(Path.home()).json_rpc_url
+        if from_cli is not None:
+            return from_cli
         raise UserCommandError(
-            f"RPC URL must start with http:// or https://, got {url!r}", code="argument_invalid"
-        )
-    return url
+            "solana.rpc_url is 'embedded' (the agent's in-process chain), no running agent was found "
+            f"({exc.message}) and ~/.config/solana/cli/config.yml names no json_rpc_url; start "
+            "`xephy-device run` or pass -u URL_OR_MONIKER",
+            code="rpc_url_required",
+        ) from exc
+
+
+def _user_keypair(args: argparse.Namespace) -> Keypair:
+    return load_keypair(user_keypair_path(args.keypair, Path.home()))
+
+
+def _amount(args: argparse.Namespace, name: str = "AMOUNT") -> int:
+    """The command's amount in lamports (typed in SOL, or lamports with ``--lamports``)."""
+    return amount_lamports(args.amount, in_lamports=args.lamports, name=name)
+
+
+def _both(lamports: int) -> str:
+    return f"{format_sol(lamports)} ({lamports} lamports)"
 
 
 def _client(args: argparse.Namespace, config: Config) -> ChainClient:
@@ -118,10 +145,6 @@ def _landed(outcome: TxOutcome) -> str:
     return outcome.signature
 
 
-def _sol(lamports: int) -> str:
-    return f"{lamports / LAMPORTS_PER_SOL:.9f}".rstrip("0").rstrip(".") + " SOL"
-
-
 def _require_registered(balance: UserBalance, user: Pubkey) -> None:
     if not balance.registered:
         raise UserCommandError(
@@ -144,8 +167,9 @@ def cmd_user_keygen(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_user_airdrop(args: argparse.Namespace, config: Config) -> int:
-    """Airdrop lamports to the user's wallet -- local stand-in only."""
-    keypair = load_keypair(args.keypair)
+    """Airdrop SOL to the user's wallet -- local stand-in only."""
+    amount = _amount(args)
+    keypair = _user_keypair(args)
 
     async def body(client: ChainClient) -> int:
         version = await client.node_version()
@@ -155,10 +179,10 @@ def cmd_user_airdrop(args: argparse.Namespace, config: Config) -> int:
                 "requested from a localnet",
                 code="airdrop_refused",
             )
-        signature = _landed(await client.request_airdrop(keypair.pubkey(), args.lamports))
+        signature = _landed(await client.request_airdrop(keypair.pubkey(), amount))
         wallet = await client.wallet_balance(keypair.pubkey())
-        print(f"airdropped {args.lamports} lamports to {keypair.pubkey()} ({signature})")
-        print(f"wallet     {wallet} lamports ({_sol(wallet)})")
+        print(f"airdropped {_both(amount)} to {keypair.pubkey()} ({signature})")
+        print(f"wallet     {wallet} lamports ({format_sol(wallet)})")
         return 0
 
     return _run(args, config, body)
@@ -166,7 +190,7 @@ def cmd_user_airdrop(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_user_register(args: argparse.Namespace, config: Config) -> int:
     """Create the user's account in the program (user = fee payer)."""
-    keypair = load_keypair(args.keypair)
+    keypair = _user_keypair(args)
     user = keypair.pubkey()
 
     async def body(client: ChainClient) -> int:
@@ -186,9 +210,9 @@ def cmd_user_register(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_user_deposit(args: argparse.Namespace, config: Config) -> int:
     """Move lamports from the wallet into the vault."""
-    keypair = load_keypair(args.keypair)
+    keypair = _user_keypair(args)
     user = keypair.pubkey()
-    amount: int = args.lamports
+    amount = _amount(args)
 
     async def body(client: ChainClient) -> int:
         balance = await client.balance(user)
@@ -209,7 +233,7 @@ def cmd_user_deposit(args: argparse.Namespace, config: Config) -> int:
         ix = prog.deposit(client.program, user=user, payer=user, amount=amount)
         signature = _landed(await client.send_and_confirm([ix], [keypair]))
         after = await client.balance(user)
-        print(f"deposited {amount} lamports ({signature})")
+        print(f"deposited {_both(amount)} ({signature})")
         _print_balance(user, after)
         return 0
 
@@ -218,9 +242,9 @@ def cmd_user_deposit(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_user_withdraw(args: argparse.Namespace, config: Config) -> int:
     """Move available lamports from the vault back to the wallet."""
-    keypair = load_keypair(args.keypair)
+    keypair = _user_keypair(args)
     user = keypair.pubkey()
-    amount: int = args.lamports
+    amount = _amount(args)
 
     async def body(client: ChainClient) -> int:
         balance = await client.balance(user)
@@ -244,7 +268,7 @@ def cmd_user_withdraw(args: argparse.Namespace, config: Config) -> int:
         ix = prog.withdraw(client.program, user=user, payer=user, amount=amount)
         signature = _landed(await client.send_and_confirm([ix], [keypair]))
         after = await client.balance(user)
-        print(f"withdrew {amount} lamports ({signature})")
+        print(f"withdrew {_both(amount)} ({signature})")
         _print_balance(user, after)
         return 0
 
@@ -265,10 +289,10 @@ def _balance_dict(user: Pubkey, balance: UserBalance) -> dict[str, Any]:
 
 def _print_balance(user: Pubkey, balance: UserBalance) -> None:
     print(f"user       {user}{'' if balance.registered else '  (not registered)'}")
-    print(f"wallet     {balance.wallet_lamports} lamports ({_sol(balance.wallet_lamports)})")
-    print(f"vault      {balance.vault_lamports} lamports ({_sol(balance.vault_lamports)})")
+    print(f"wallet     {balance.wallet_lamports} lamports ({format_sol(balance.wallet_lamports)})")
+    print(f"vault      {balance.vault_lamports} lamports ({format_sol(balance.vault_lamports)})")
     print(f"locked     {balance.locked_lamports} lamports")
-    print(f"available  {balance.available} lamports ({_sol(balance.available)})")
+    print(f"available  {balance.available} lamports ({format_sol(balance.available)})")
     print(f"nonce      {balance.nonce}")
 
 
@@ -290,7 +314,7 @@ async def _device_tokens(args: argparse.Namespace, config: Config, user: Pubkey)
 
 def cmd_user_balance(args: argparse.Namespace, config: Config) -> int:
     """Print wallet, vault, locked, available, the next nonce and the device-side token balance."""
-    user = load_keypair(args.keypair).pubkey()
+    user = _user_keypair(args).pubkey()
 
     async def body(client: ChainClient) -> int:
         balance = await client.balance(user)
@@ -332,13 +356,14 @@ async def _chain_facts(
 
 def cmd_user_sign(args: argparse.Namespace, config: Config) -> int:
     """Print a recover_info authorizing one payment of ``--amount`` to ``--machine``."""
-    keypair = load_keypair(args.keypair)
+    keypair = _user_keypair(args)
     user = keypair.pubkey()
     version = config.solana.program
     if version is ProgramVersion.V1 and args.namespace_name is not None:
         raise UserCommandError(
             "program v1 signs with a fixed prefix; --namespace-name is for v2", code="argument_invalid"
         )
+    amount = _amount(args, "--amount")
     nonce: int | None = args.nonce
     name: str | None = args.namespace_name
     offline = nonce is not None and (version is ProgramVersion.V1 or name is not None)
@@ -347,7 +372,7 @@ def cmd_user_sign(args: argparse.Namespace, config: Config) -> int:
 
         async def body(client: ChainClient) -> int:
             nonlocal nonce, name
-            nonce, name = await _chain_facts(client, user, version, args.amount, nonce, name)
+            nonce, name = await _chain_facts(client, user, version, amount, nonce, name)
             return 0
 
         _run(args, config, body)
@@ -356,14 +381,14 @@ def cmd_user_sign(args: argparse.Namespace, config: Config) -> int:
         keypair,
         config,
         machine=args.machine,
-        amount=args.amount,
+        amount=amount,
         ttl=args.ttl,
         nonce=nonce,
         namespace_name=name,
     )
     print(signed.text if args.payload else signed.recover_info)
     print(
-        f"signed: user {user}, nonce {nonce}, machine {args.machine.hex()}, amount {args.amount} lamports, "
+        f"signed: user {user}, nonce {nonce}, machine {args.machine.hex()}, amount {_both(amount)}, "
         f"valid until {signed.deadline} ({args.ttl} s)",
         file=sys.stderr,
     )
@@ -392,9 +417,9 @@ def _recharge_target(args: argparse.Namespace, config: Config) -> RechargeTarget
 
 def cmd_user_recharge(args: argparse.Namespace, config: Config) -> int:
     """Sign a bound authorization, publish the Request, wait for the grant."""
-    keypair = load_keypair(args.keypair)
+    keypair = _user_keypair(args)
     target = _recharge_target(args, config)
-    amount: int = args.amount or config.pricing.recharge_lamports
+    amount = config.pricing.recharge_lamports if args.amount is None else _amount(args, "--amount")
     version = config.solana.program
 
     async def body(client: ChainClient) -> int:
@@ -408,7 +433,7 @@ def cmd_user_recharge(args: argparse.Namespace, config: Config) -> int:
             nonce=nonce,
             namespace_name=name,
         )
-        print(f"requesting {amount} lamports of tokens from machine {target.machine_pubkey} (nonce {nonce})")
+        print(f"requesting {_both(amount)} of tokens from machine {target.machine_pubkey} (nonce {nonce})")
         result = await recharge(signed.text, target, wait_seconds=args.timeout)
         print(
             f"granted {result.tokens:,} tokens "
@@ -423,6 +448,13 @@ def cmd_user_recharge(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_user_token(args: argparse.Namespace, config: Config) -> int:
     """Print a chat bearer token for this user and machine."""
+    limit = config.chat.token_max_ttl_seconds
+    if args.ttl > limit:
+        raise UsageError(
+            f"--ttl {args.ttl}: the device accepts tokens valid at most {limit} s "
+            "(chat.token_max_ttl_seconds); use a shorter --ttl",
+            code="argument_invalid",
+        )
     machine: str | None = args.machine or config.nostr.machine_pubkey
     if machine is None:
         try:
@@ -432,7 +464,7 @@ def cmd_user_token(args: argparse.Namespace, config: Config) -> int:
                 f"pass --machine (the device's Nostr pubkey): cannot ask the chat socket: {exc.message}",
                 code=exc.code,
             ) from exc
-    keypair = load_keypair(args.keypair)
+    keypair = _user_keypair(args)
     print(issue_token(keypair, machine, ttl_seconds=args.ttl))
     print(f"token for user {keypair.pubkey()} at machine {machine}, valid {args.ttl} s", file=sys.stderr)
     return 0
@@ -447,15 +479,29 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
     keypair_opt = keypair_option()
     rpc_opt = argparse.ArgumentParser(add_help=False)
     rpc_opt.add_argument(
-        "--rpc-url", default=None, metavar="URL", help="Solana JSON-RPC URL (default: solana.rpc_url)"
+        "-u",
+        "--url",
+        "--rpc-url",
+        dest="rpc_url",
+        type=rpc_url,
+        default=None,
+        metavar="URL_OR_MONIKER",
+        help="Solana JSON-RPC URL or moniker: mainnet-beta, testnet, devnet, localhost (or m, t, d, l); "
+        "default: solana.rpc_url, the running agent's, else json_rpc_url of ~/.config/solana/cli/config.yml",
     )
     device_opt = argparse.ArgumentParser(add_help=False)
-    device_opt.add_argument("--relay", action="append", metavar="URL", help="relay URL (repeatable)")
     device_opt.add_argument(
-        "--machine", type=machine_pubkey, default=None, metavar="HEX", help="machine pubkey"
+        "--relay", action="append", type=relay_url, metavar="URL", help="relay URL or host (repeatable)"
     )
     device_opt.add_argument(
-        "--device-pubkey", default=None, metavar="HEX", help="the device's Nostr key whose events to trust"
+        "--machine", type=machine_pubkey, default=None, metavar="NPUB|HEX", help="machine pubkey"
+    )
+    device_opt.add_argument(
+        "--device-pubkey",
+        type=nostr_pubkey,
+        default=None,
+        metavar="NPUB|HEX",
+        help="the device's Nostr key whose events to trust",
     )
     offline = [common, keypair_opt]
     online = [common, keypair_opt, rpc_opt]
@@ -469,7 +515,11 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
         description="Sign a bearer token proving you own the keypair whose tokens a chat spends.",
     )
     token.add_argument(
-        "--machine", default=None, metavar="HEX", help="the device's Nostr pubkey (default: ask the socket)"
+        "--machine",
+        type=nostr_pubkey,
+        default=None,
+        metavar="NPUB|HEX",
+        help="the device's Nostr pubkey (default: ask the socket)",
     )
     token.add_argument("--socket", type=Path, default=None, metavar="PATH", help="chat socket to ask")
     token.add_argument(
@@ -477,7 +527,7 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
         type=ttl_seconds,
         default=TOKEN_LIFETIME_SECONDS,
         metavar="SECONDS",
-        help=f"validity from now (default {TOKEN_LIFETIME_SECONDS}; the device caps it)",
+        help=f"validity from now (default {TOKEN_LIFETIME_SECONDS}; at most chat.token_max_ttl_seconds)",
     )
     token.set_defaults(handler=cmd_user_token)
 
@@ -485,24 +535,26 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
         "keygen", parents=offline, help="create a new user keypair file (mode 0600; never overwrites)"
     ).set_defaults(handler=cmd_user_keygen)
 
-    airdrop = actions.add_parser("airdrop", parents=online, help="request lamports from a localnet stand-in")
-    airdrop.add_argument("lamports", type=lamports, metavar="LAMPORTS")
+    airdrop = actions.add_parser("airdrop", parents=online, help="request SOL from a localnet stand-in")
+    airdrop.add_argument(
+        "amount", type=sol_amount, metavar="AMOUNT", help="in SOL (lamports with --lamports)"
+    )
+    add_lamports_flag(airdrop)
     airdrop.set_defaults(handler=cmd_user_airdrop)
 
     actions.add_parser(
         "register", parents=online, help="create the user's account in the program"
     ).set_defaults(handler=cmd_user_register)
 
-    deposit = actions.add_parser(
-        "deposit", parents=online, help="move lamports from the wallet into the vault"
+    deposit = actions.add_parser("deposit", parents=online, help="move SOL from the wallet into the vault")
+    deposit.add_argument(
+        "amount", type=sol_amount, metavar="AMOUNT", help="in SOL (lamports with --lamports)"
     )
-    deposit.add_argument("lamports", type=lamports, metavar="LAMPORTS")
+    add_lamports_flag(deposit)
     deposit.set_defaults(handler=cmd_user_deposit)
 
-    withdraw = actions.add_parser(
-        "withdraw", parents=online, help="move available lamports back to the wallet"
-    )
-    withdraw.add_argument("lamports", type=lamports, metavar="LAMPORTS")
+    withdraw = actions.add_parser("withdraw", parents=online, help="move available SOL back to the wallet")
+    add_amount_argument(withdraw)
     withdraw.set_defaults(handler=cmd_user_withdraw)
 
     balance = actions.add_parser(
@@ -523,12 +575,17 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
         "--machine",
         type=machine_pubkey,
         required=True,
-        metavar="HEX",
-        help="the machine's Nostr pubkey (64 hex)",
+        metavar="NPUB|HEX",
+        help="the machine's Nostr pubkey (npub1… or 64 hex)",
     )
     sign.add_argument(
-        "--amount", type=lamports, required=True, metavar="LAMPORTS", help="most the device may charge"
+        "--amount",
+        type=sol_amount,
+        required=True,
+        metavar="AMOUNT",
+        help="most the device may charge, in SOL (lamports with --lamports)",
     )
+    add_lamports_flag(sign)
     sign.add_argument(
         "--ttl",
         type=ttl_seconds,
@@ -558,11 +615,12 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
     )
     recharge_cmd.add_argument(
         "--amount",
-        type=lamports,
+        type=sol_amount,
         default=None,
-        metavar="LAMPORTS",
-        help="default: pricing.recharge_lamports",
+        metavar="AMOUNT",
+        help="in SOL (lamports with --lamports); default: pricing.recharge_lamports",
     )
+    add_lamports_flag(recharge_cmd)
     recharge_cmd.add_argument(
         "--ttl",
         type=ttl_seconds,

@@ -429,9 +429,9 @@ async def run_demo(options: DemoOptions) -> dict[str, Any]:
             user = UserTerminal(options.workdir, config_path, environ)
             step(3, "a user: keypair, airdrop (stand-in only), register, deposit")
             await user.run("user", "keygen", "--keypair", "user.json")
-            await user.run("user", "airdrop", "2000000000", "--keypair", "user.json")
+            await user.run("user", "airdrop", "2", "--keypair", "user.json")
             await user.run("user", "register", "--keypair", "user.json")
-            await user.run("user", "deposit", "100000000", "--keypair", "user.json")
+            await user.run("user", "deposit", "0.1", "--keypair", "user.json")
             user_key = _user_pubkey(options.workdir / "user.json")
 
             step(4, "recharge: Request -> verify -> pay -> Transaction (+tokens)")

@@ -7,10 +7,15 @@ every second::
 
 Otherwise (a pipe, journald), a plain line each time the picture changes, and one
 line per grant, debit or error — the same words the LEDs and the display show.
+
+The live line shares the terminal with the log (stderr): while it is drawn, the ``device``
+log handler erases it before each record and redraws it after (:mod:`device.logs`), so a log
+line never ends up glued onto the status line.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import TextIO
@@ -24,6 +29,7 @@ from device.indicators.view import (
     status_line,
     status_pattern,
 )
+from device.logs import attach_live_line, detach_live_line
 from device.state import Change, DeviceState, StateHub
 
 __all__ = ["ConsoleIndicator", "describe"]
@@ -70,6 +76,8 @@ class ConsoleIndicator:
         self._change_seen: Change | None = latest_change(hub.current)
         self._change_until = 0.0
         self._drawn = False
+        self._line = ""
+        self._terminal = threading.RLock()  # held from erase() to redraw() while a log line is written
 
     @property
     def tty(self) -> bool:
@@ -77,14 +85,41 @@ class ConsoleIndicator:
         return self._tty
 
     def start(self) -> None:
-        """Subscribe and start writing."""
+        """Subscribe and start writing (on a TTY, log records are then written around the live line)."""
+        if self._tty:
+            attach_live_line(self)
         self._thread.start()
 
     def stop(self) -> None:
         """Stop; on a TTY, end the live line so the shell prompt starts on a new one."""
         self._thread.stop()
-        if self._tty and self._drawn:
-            self._write("\n")
+        detach_live_line(self)
+        with self._terminal:
+            if self._tty and self._drawn:
+                self._write("\n")
+                self._drawn = False
+
+    def write_above(self, text: str) -> None:
+        """Write ``text`` (whole lines) to the stream above the live line, which is redrawn below it."""
+        self.erase()
+        try:
+            self._write(text)
+        finally:
+            self.redraw()
+
+    def erase(self) -> None:
+        """Clear the live line and hold the terminal until :meth:`redraw` (a log record goes between)."""
+        self._terminal.acquire()
+        if self._drawn:
+            self._write("\r\x1b[K")
+
+    def redraw(self) -> None:
+        """Draw the live line again, below the log record, and release the terminal."""
+        try:
+            if self._drawn:
+                self._write("\r" + self._line + "\x1b[K")
+        finally:
+            self._terminal.release()
 
     def _write(self, text: str) -> None:
         try:
@@ -106,8 +141,10 @@ class ConsoleIndicator:
             if change is not None and now < self._change_until:
                 parts.append(change_line(change))
             parts.append(_uptime(state.uptime(self._wall())))
-            self._write("\r" + " | ".join(parts) + "\x1b[K")
-            self._drawn = True
+            with self._terminal:
+                self._line = " | ".join(parts)
+                self._write("\r" + self._line + "\x1b[K")
+                self._drawn = True
             return self._refresh
         if text != self._last_text:
             self._write(text + "\n")

@@ -33,6 +33,8 @@ class LedPattern(Enum):
     STEADY = "steady"
     SLOW_BLINK = "slow blink"
     FAST_BLINK = "fast blink"
+    FLASH = "flash"
+    """A short flash once a second: the model is loading, nothing is served yet."""
 
 
 class BalanceColour(Enum):
@@ -45,9 +47,12 @@ class BalanceColour(Enum):
 
 
 def status_pattern(state: DeviceState) -> LedPattern:
-    """Fast blink while generating, slow blink while relay or chain is unreachable, else steady."""
+    """A flash while loading, fast blink while generating, slow blink while relay or chain is
+    unreachable, else steady."""
     if state.relay is LinkStatus.STOPPED:
         return LedPattern.OFF
+    if state.loading:
+        return LedPattern.FLASH
     if state.activity is Activity.GENERATING:
         return LedPattern.FAST_BLINK
     if not state.reachable:
@@ -56,9 +61,11 @@ def status_pattern(state: DeviceState) -> LedPattern:
 
 
 def status_line(state: DeviceState) -> str:
-    """One short word or two for the first display line: ``Ready``, ``Generating``, ``No relay``…"""
+    """One short word or two for the first display line: ``Loading``, ``Ready``, ``No relay``…"""
     if state.relay is LinkStatus.STOPPED:
         return "Stopped"
+    if state.loading:
+        return "Loading"
     if state.activity is Activity.GENERATING:
         return "Generating"
     if state.activity is Activity.SETTLING:

@@ -14,7 +14,7 @@ goes onto the card), :mod:`.command` (the steps in order; the CLI is :mod:`devic
 
 from __future__ import annotations
 
-from device.errors import DeviceError
+from device.errors import DeviceError, UsageError
 
 
 class ProvisionError(DeviceError):
@@ -23,4 +23,10 @@ class ProvisionError(DeviceError):
     code = "provision_failed"
 
 
-__all__ = ["ProvisionError"]
+class ProvisionUsageError(ProvisionError, UsageError):
+    """Contradictory or missing options (``provision_usage``): the CLI exits 2, as for any usage error."""
+
+    code = "provision_usage"
+
+
+__all__ = ["ProvisionError", "ProvisionUsageError"]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Final, TextIO
 
 from device.config import UART_PORTS, Config
-from device.provision import ProvisionError
+from device.provision import ProvisionError, ProvisionUsageError
 from device.provision.bootfiles import (
     FIRSTRUN_HOOK,
     FIRSTRUN_MARKER,
@@ -91,7 +91,7 @@ def _target(options: ProvisionOptions, out: TextIO, confirm: Confirm, mounts: Pa
         check_card(options.device, **({"mounts": mounts} if mounts else {}))
         if options.write_image:
             if options.image is None:
-                raise ProvisionError("--write-image needs --image FILE", code="provision_usage")
+                raise ProvisionUsageError("--write-image needs --image FILE")
             check_image(options.image)
             if not (options.yes or confirm(f"erase {options.device} and write {options.image.name}?")):
                 raise ProvisionError(
@@ -100,9 +100,9 @@ def _target(options: ProvisionOptions, out: TextIO, confirm: Confirm, mounts: Pa
             write_image(options.image, options.device, out)
         return options.device
     if options.image is None:
-        raise ProvisionError("give --image FILE.img[.xz] or --device /dev/sdX", code="provision_usage")
+        raise ProvisionUsageError("give --image FILE.img[.xz] or --device /dev/sdX")
     if options.write_image:
-        raise ProvisionError("--write-image needs --device /dev/sdX", code="provision_usage")
+        raise ProvisionUsageError("--write-image needs --device /dev/sdX")
     check_image(options.image)
     return decompress_image(options.image)
 

@@ -51,6 +51,8 @@ CHAT_CODES = (
             "method_not_allowed",
             "inference_failed",
             "model_not_loaded",
+            "unsupported_field",
+            "not_supported",
         }
     )
     & DOCUMENTED

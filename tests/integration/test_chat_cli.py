@@ -112,3 +112,39 @@ def test_user_token_prints_a_token_the_device_accepts(
     assert rc == 0
     claims = TokenVerifier(served.machine, max_ttl_seconds=3600).verify(token)
     assert claims.user == str(kp.pubkey())
+
+
+def test_repl_help_and_unknown_commands_never_reach_the_model_or_the_bill(served: Device) -> None:
+    kp = Keypair()
+    served.fund(kp, 1000)
+    session = _Session(ChatClient(served.socket_path), kp, served.machine, ttl=600)
+    lines = iter(["/help", "/hepl me", "/?", "/quit"])
+    out = io.StringIO()
+    assert run_repl(session, out, read=lambda _: next(lines), max_tokens=2) == 0
+    text = out.getvalue()
+    assert text.count("/balance") == 2 and "/reset" in text  # /help and /? list the commands
+    assert "unknown command /hepl (nothing was sent to the model)" in text
+    assert session.messages == []
+    assert served.ledger.balance(str(kp.pubkey())).total == 1000
+
+
+def test_repl_double_slash_sends_a_line_that_starts_with_a_slash(served: Device) -> None:
+    kp = Keypair()
+    served.fund(kp, 1000)
+    session = _Session(ChatClient(served.socket_path), kp, served.machine, ttl=600)
+    lines = iter(["//etc/hosts is what?", "/quit"])
+    assert run_repl(session, io.StringIO(), read=lambda _: next(lines), max_tokens=2) == 0
+    assert session.messages[0] == {"role": "user", "content": "/etc/hosts is what?"}
+
+
+def test_chat_ttl_above_what_the_device_accepts_is_refused_before_asking(
+    served: Device, keypair_file: tuple[Keypair, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    kp, path = keypair_file
+    served.fund(kp, 1000)
+    config = tmp_path / "config.yaml"
+    config.write_text("chat:\n  token_max_ttl_seconds: 600\n")
+    argv = ["chat", "-m", "hi", "--socket", str(served.socket_path), "-k", str(path), "--config", str(config)]
+    assert main([*argv, "--ttl", "999999"]) == 2
+    assert "chat.token_max_ttl_seconds" in capsys.readouterr().err
+    assert served.ledger.balance(str(kp.pubkey())).total == 1000

@@ -29,6 +29,7 @@ from device.provision import ProvisionError
 from device.provision.bundle import source_archive
 from device.provision.command import ProvisionOptions, provision
 from device.provision.disk import write_image
+from tests.fixtures.cli import exit_code
 
 TOOLS = ("sfdisk", "mkfs.vfat", "mcopy", "mtype", "mdir", "mke2fs")
 
@@ -410,3 +411,20 @@ def test_xephy_device_main_runs_provision(
     image = build_pi_image(tmp_path / "main.img", trixie_files())
     assert main(["provision", "--config", str(config_file), "--image", str(image)]) == 0
     assert "bot pubkey" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--image", "card.img"],  # no --config
+        ["--config", "CONFIG"],  # neither --image nor --device
+        ["--config", "CONFIG", "--image", "card.img", "--write-image"],  # --write-image without --device
+    ],
+)
+def test_usage_errors_exit_2_as_the_cli_docs_say(
+    tmp_path: Path, config_file: Path, args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["provision", *(str(config_file) if a == "CONFIG" else a for a in args)]
+    assert exit_code(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("xephy-device: provision_usage: ") and len(err.splitlines()) == 1

@@ -87,7 +87,7 @@ async def test_a_user_without_the_dapp_pays_a_device(
     user = load_keypair(cli.keypair).pubkey()
     assert str(user) in out
 
-    code, out, err = await cli(capsys, "airdrop", "2000000000")
+    code, out, err = await cli(capsys, "airdrop", "2")
     assert code == 0, err
     assert server.chain.balance(user) == 2_000_000_000
 
@@ -101,9 +101,9 @@ async def test_a_user_without_the_dapp_pays_a_device(
     code, out, err = await cli(capsys, "register")
     assert code == 0 and "already registered" in out
 
-    code, out, err = await cli(capsys, "deposit", "50000000")
+    code, out, err = await cli(capsys, "deposit", "0.05")
     assert code == 0, err
-    code, out, err = await cli(capsys, "withdraw", "10000000")
+    code, out, err = await cli(capsys, "withdraw", "10000000", "--lamports")
     assert code == 0, err
     code, out, err = await cli(capsys, "balance", "--json")
     state = json.loads(out)
@@ -120,7 +120,7 @@ async def test_a_user_without_the_dapp_pays_a_device(
     )
     assert server.chain.balance(prog.vault_pda(program.program_id, user)) == 40_000_000
 
-    code, out, err = await cli(capsys, "sign", "--machine", MACHINE, "--amount", "7000000", "--ttl", "900")
+    code, out, err = await cli(capsys, "sign", "--machine", MACHINE, "--amount", "0.007", "--ttl", "900")
     assert code == 0, err
     text = out.strip()
     field = "extra_data" if version is ProgramVersion.V2 else "payload"
@@ -144,7 +144,9 @@ async def test_a_user_without_the_dapp_pays_a_device(
     assert "vault      33000000 lamports" in out
     assert "nonce      1" in out
 
-    code, out, err = await cli(capsys, "sign", "--machine", MACHINE, "--amount", "1000", "--payload")
+    code, out, err = await cli(
+        capsys, "sign", "--machine", MACHINE, "--amount", "1000", "--lamports", "--payload"
+    )
     assert code == 0, err
     payload = decode_payload(out.strip())
     assert payload.nonce == 1 and payload.user == str(user)
@@ -165,18 +167,18 @@ async def test_refusals_are_one_line_with_a_code(
         assert len(err.strip().splitlines()) == 1
 
     await refused("insufficient_funds_for_fee", "register")  # an empty wallet cannot pay the fee
-    assert (await cli(capsys, "airdrop", "1000000000"))[0] == 0
-    await refused("account_not_initialized", "deposit", "5000000")
-    await refused("account_not_initialized", "sign", "--machine", MACHINE, "--amount", "1")
+    assert (await cli(capsys, "airdrop", "1"))[0] == 0
+    await refused("account_not_initialized", "deposit", "0.005")
+    await refused("account_not_initialized", "sign", "--machine", MACHINE, "--amount", "1", "--lamports")
     assert (await cli(capsys, "register"))[0] == 0
-    await refused("insufficient_funds_for_rent", "deposit", "1000")
-    await refused("insufficient_funds", "deposit", "5000000000")
-    assert (await cli(capsys, "deposit", "2000000"))[0] == 0
-    await refused("insufficient_funds", "withdraw", "2000001")
-    await refused("insufficient_funds_for_rent", "withdraw", "1500000")
-    code, _, err = await cli(capsys, "withdraw", "2000000")  # emptying the vault is fine
+    await refused("insufficient_funds_for_rent", "deposit", "1000", "--lamports")
+    await refused("insufficient_funds", "deposit", "5")
+    assert (await cli(capsys, "deposit", "2000000", "--lamports"))[0] == 0
+    await refused("insufficient_funds", "withdraw", "2000001", "--lamports")
+    await refused("insufficient_funds_for_rent", "withdraw", "0.0015")
+    code, _, err = await cli(capsys, "withdraw", "0.002")  # emptying the vault is fine
     assert code == 0, err
-    code, _, err = await cli(capsys, "sign", "--machine", MACHINE, "--amount", "5")
+    code, _, err = await cli(capsys, "sign", "--machine", MACHINE, "--amount", "5", "--lamports")
     assert code == 0 and "warning: the vault has 0 lamports available" in err
 
 

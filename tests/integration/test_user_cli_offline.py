@@ -17,6 +17,7 @@ from device.keys import load_keypair
 from device.protocol import decode_payload, decode_recover_info
 from device.solana.authorization import decode_binding, verify_authorization
 from device.solana.program import ED25519RecoverInfo, ProgramVersion
+from tests.fixtures.cli import exit_code
 from tests.fixtures.rpc import FakeRpc
 
 MACHINE = "d041ea9854f2117b82452457c4e6d6593a96524027cd4032d2f40046deb78d93"
@@ -73,7 +74,7 @@ def test_sign_offline_prints_a_verifiable_bound_recover_info(
     config = write_config(tmp_path, program=str(version))
     keys = keypair_file(tmp_path)
     args = ["user", "sign", "--config", str(config), "--keypair", str(keys), "--machine", MACHINE]
-    args += ["--amount", "7000000", "--ttl", "600", "--nonce", "5"]
+    args += ["--amount", "0.007", "--ttl", "600", "--nonce", "5"]
     if version is ProgramVersion.V2:
         args += ["--namespace-name", "Gacha"]
     before = int(time.time())
@@ -138,16 +139,16 @@ def test_namespace_name_is_refused_for_v1(tmp_path: Path, capsys: pytest.Capture
     [
         ["--machine", "abcd", "--amount", "1"],
         ["--machine", MACHINE, "--amount", "0"],
-        ["--machine", MACHINE, "--amount", "1.5"],
+        ["--machine", MACHINE, "--amount", "1.5", "--lamports"],
+        ["--machine", MACHINE, "--amount", "0.0000000001"],
+        ["--machine", MACHINE, "--amount", "-1"],
         ["--machine", MACHINE, "--amount", "1", "--ttl", "0"],
         ["--machine", MACHINE, "--amount", "1", "--nonce", "-1"],
         ["--amount", "1"],
     ],
 )
 def test_bad_arguments_exit_2(tmp_path: Path, bad: list[str]) -> None:
-    with pytest.raises(SystemExit) as info:
-        main(["user", "sign", "--keypair", str(keypair_file(tmp_path)), *bad])
-    assert info.value.code == 2
+    assert exit_code(["user", "sign", "--keypair", str(keypair_file(tmp_path)), *bad]) == 2
 
 
 def test_missing_and_malformed_keypairs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -167,13 +168,15 @@ def test_embedded_rpc_url_without_a_running_agent_is_refused_with_a_hint(
     keys = keypair_file(tmp_path)
     assert main(["user", "balance", "--keypair", str(keys)]) == 1
     err = capsys.readouterr().err
-    assert "rpc_url_required" in err and "--rpc-url" in err
+    assert "rpc_url_required" in err and "-u URL_OR_MONIKER" in err
 
 
-def test_rpc_url_must_be_http(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_rpc_url_must_be_http_or_a_moniker(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     keys = keypair_file(tmp_path)
-    assert main(["user", "balance", "--keypair", str(keys), "--rpc-url", "127.0.0.1:8899"]) == 1
-    assert "argument_invalid" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["user", "balance", "--keypair", str(keys), "--rpc-url", "127.0.0.1:8899"])
+    assert info.value.code == 2
+    assert "devnet" in capsys.readouterr().err
 
 
 def test_unreachable_rpc_is_one_line_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -64,7 +64,9 @@ def test_refused_recharge_prints_the_device_error_code(
     keypair = funded_user(workdir)
     capsys.readouterr()
     too_much = str(USER_DEPOSIT * 10)
-    code = run_cli("user", "recharge", "--keypair", str(keypair), "--amount", too_much, "--timeout", "30")
+    code = run_cli(
+        "user", "recharge", "--keypair", str(keypair), "--amount", too_much, "--lamports", "--timeout", "30"
+    )
     assert code == 1
     assert "insufficient_funds" in capsys.readouterr().err
     assert ledger_total(workdir, user_pubkey(keypair)) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -72,7 +73,9 @@ def start_like_systemd(workdir: Path, chat: socket.socket, notify_path: Path) ->
 
     def in_child() -> None:  # runs after fork, before exec: LISTEN_PID must be the child's own pid
         os.dup2(fd, 3)
+        stderr = os.fstat(2)  # already the pipe: systemd names the journal stream it connects stderr to
         os.environ.update(
+            JOURNAL_STREAM=f"{stderr.st_dev}:{stderr.st_ino}",
             LISTEN_FDS="1",
             LISTEN_PID=str(os.getpid()),
             LISTEN_FDNAMES="chat",
@@ -99,7 +102,8 @@ def test_agent_notifies_ready_feeds_the_watchdog_and_serves_the_passed_socket(
     proc = start_like_systemd(tmp_path, chat, notify_path)
     try:
         ready = read_notifications(notify, "READY=1", timeout=60) if proc.poll() is None else []
-        assert any(line.startswith("STATUS=") for d in ready for line in d.splitlines())
+        statuses = [line for d in ready for line in d.splitlines() if line.startswith("STATUS=")]
+        assert any(s.startswith("STATUS=Loading ") for s in statuses), ready  # before READY=1, not after
         read_notifications(notify, "WATCHDOG=1", timeout=10)
         read_notifications(notify, "WATCHDOG=1", timeout=10)  # keeps feeding it
         health = http_get(chat_path, "/healthz")
@@ -112,5 +116,10 @@ def test_agent_notifies_ready_feeds_the_watchdog_and_serves_the_passed_socket(
             proc.kill()
             proc.wait()
     assert proc.stderr is not None
-    assert "Traceback" not in proc.stderr.read()
+    log = proc.stderr.read()
+    assert "Traceback" not in log
+    lines = log.splitlines()
+    assert lines and all(re.match(r"<[0-7]>device\.\S+ \[\w+\] ", line) for line in lines), (
+        log
+    )  # journal format
     assert chat_path.exists()  # the socket belongs to systemd: the agent must not remove it

@@ -25,3 +25,12 @@ def test_device_state_names_the_model_by_its_file_stem(state_dir: Path, tmp_path
         agent = Agent(config, keys, ledger, plan, environ={})
     assert agent.hub.current.model == "SmolLM2-135M-Instruct.Q4_1"
     assert agent.hub.current.machine_pubkey == keys.nostr_pubkey_hex
+
+
+def test_the_device_shows_loading_until_the_model_is_ready(state_dir: Path) -> None:
+    config = Config(device=DeviceConfig(state_dir=state_dir))
+    keys, _ = KeyStore(state_dir).init()
+    plan = ServicePlan.build(config, keys, {})
+    with Ledger.open(plan.ledger_path) as ledger:
+        agent = Agent(config, keys, ledger, plan, environ={})
+    assert agent.hub.current.loading is True  # cleared by Agent.run once the chat socket listens

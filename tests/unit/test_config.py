@@ -242,7 +242,7 @@ def test_out_of_range_names_the_range() -> None:
     [
         ({"nostr": {"relays": ["http://relay.example"]}}, "nostr.relays[0]"),
         ({"nostr": {"relays": ["wss://ok.example", "ws://"]}}, "nostr.relays[1]"),
-        ({"nostr": {"relays": "relay.example:8000"}}, "nostr.relays"),
+        ({"nostr": {"relays": "relay example:8000"}}, "nostr.relays"),
         ({"nostr": {"relays": ["ws://relay.example:99999"]}}, "nostr.relays[0]"),
         ({"nostr": {"relays": []}}, "nostr.relays"),
         ({"nostr": {"relays": {"url": "ws://a"}}}, "nostr.relays"),
@@ -775,3 +775,45 @@ def test_schema_shaped_data_gives_config_or_config_error(data: dict[str, Any]) -
 @given(_mutated_example())
 def test_mutated_example_gives_config_or_config_error(data: dict[str, Any]) -> None:
     _check_outcome(data)
+
+
+# --------------------------------------------------------------------------- conventions users bring
+
+
+@pytest.mark.parametrize("spec", [17, "17", "GPIO17", "BCM17", "BOARD11", "J8:11", "WPI0"])
+def test_pins_take_every_gpiozero_name_and_become_bcm_numbers(spec: object) -> None:
+    cfg = parse({"button": {"enabled": True, "pin": spec}})
+    assert cfg.button.pin == 17
+
+
+def test_two_names_of_one_pin_conflict() -> None:
+    err = refuse(
+        {
+            "indicators": {"leds": {"enabled": True, "status_pin": "BOARD11"}},
+            "button": {"pin": "GPIO17", "enabled": True},
+        }
+    )
+    assert err.key_path == "button.pin"
+    assert "BCM pin 17 is already used by indicators.leds.status_pin" in err.message
+
+
+@pytest.mark.parametrize("spec", ["BOARD1", "gpio17", "GPIO28", 28, True, 1.5])
+def test_a_pin_gpiozero_would_refuse_is_refused(spec: object) -> None:
+    assert refuse({"button": {"pin": spec}}).key_path == "button.pin"
+
+
+def test_bargraph_pins_listed_twice_under_two_names_are_refused() -> None:
+    leds = {"enabled": True, "balance": "bargraph", "bargraph_pins": ["GPIO5", "BOARD29"]}
+    assert refuse({"indicators": {"leds": leds}}).key_path == "indicators.leds.bargraph_pins[1]"
+
+
+def test_a_bare_relay_host_means_wss() -> None:
+    relays = parse(
+        {"nostr": {"relays": ["relay.damus.io", "nos.lol:443", "ws://127.0.0.1:7777"]}}
+    ).nostr.relays
+    assert relays == ("wss://relay.damus.io", "wss://nos.lol:443", "ws://127.0.0.1:7777")
+
+
+def test_a_bare_host_and_its_wss_url_are_the_same_relay() -> None:
+    err = refuse({"nostr": {"relays": ["relay.damus.io", "wss://relay.damus.io"]}})
+    assert err.key_path == "nostr.relays[1]" and "duplicate relay" in err.message

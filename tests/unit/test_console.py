@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import time
@@ -12,7 +13,7 @@ import pytest
 from device.config import parse_config
 from device.indicators import ConsoleIndicator, DisplayIndicator, build_indicators
 from device.indicators.console import describe
-from device.state import Activity, Change, ChangeKind, DeviceState, LinkStatus, StateHub
+from device.state import Activity, ChainStatus, Change, ChangeKind, DeviceState, LinkStatus, StateHub
 from tests.fixtures.hardware import PtyDisplay, wait_for
 
 
@@ -94,3 +95,9 @@ def test_build_indicators_uses_leds_without_console_when_they_work(hub, mock_pin
 def test_console_off_means_no_console_even_without_hardware(hub) -> None:
     cfg = parse_config({"indicators": {"console": "off"}}, base_dir=".")
     assert build_indicators(cfg, hub, stream=io.StringIO()) == []
+
+
+def test_loading_shows_until_the_model_is_ready() -> None:
+    loading = DeviceState(relay=LinkStatus.READY, chain=ChainStatus.REACHABLE, loading=True)
+    assert describe(loading) == "Loading | led flash | Bal -"
+    assert describe(dataclasses.replace(loading, loading=False)) == "Ready | led steady | Bal -"

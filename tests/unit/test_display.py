@@ -245,3 +245,15 @@ def test_unplugged_display_is_retried_after_a_failed_write(tmp_path: Path, hub, 
         assert [getattr(r, "code", None) for r in caplog.records] == ["display_unavailable"]
     finally:
         display.stop()
+
+
+def test_display_says_loading_until_the_model_is_ready(pty_display) -> None:
+    hub = StateHub(DeviceState(relay=LinkStatus.READY, loading=True))
+    display = make(pty_display, hub, "line")
+    display.start()
+    try:
+        assert pty_display.read() == b"Loading\r\nBal -\r\n"
+        hub.update(loading=False)
+        assert pty_display.read() == b"Ready\r\nBal -\r\n"
+    finally:
+        display.stop()

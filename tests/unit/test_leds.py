@@ -140,3 +140,23 @@ def test_stop_releases_the_pins(mock_pins, hub) -> None:
     indicator = leds(mock_pins, hub)
     indicator.stop()
     LED(STATUS, pin_factory=mock_pins).close()  # would raise GPIOPinInUse if still held
+
+
+def test_status_led_flashes_while_the_model_loads_then_turns_steady(mock_pins) -> None:
+    hub = StateHub(DeviceState(relay=LinkStatus.READY, chain=ChainStatus.REACHABLE, loading=True))
+    indicator = leds(mock_pins, hub)
+    try:
+        pin = mock_pins.pin(STATUS)
+        assert wait_for(lambda: len(pin.states) >= 6, timeout=5)
+        # mock timestamps are the time since the previous change: how long the LED was lit / dark
+        lit = [s.timestamp for s in pin.states[2:] if s.state == 0]
+        dark = [s.timestamp for s in pin.states[2:] if s.state == 1]
+        assert statistics.median(lit) == pytest.approx(0.1, abs=0.05)
+        assert statistics.median(dark) == pytest.approx(0.9, abs=0.1)
+        hub.update(loading=False)
+        assert wait_for(lambda: pin.state == 1)
+        count = len(pin.states)
+        time.sleep(1.2)
+        assert len(pin.states) == count  # steady: no more changes
+    finally:
+        indicator.stop()
