@@ -37,7 +37,17 @@ from solders.pubkey import Pubkey
 from device.errors import DeviceError
 from device.ledger import Ledger, LedgerError, RechargeRow, SessionRow, SessionState
 from device.nostr_events import EventSigner
-from device.protocol import MachineStatus, Reason, RecoverInfo, Request, Status, Transaction, decode_payload
+from device.protocol import (
+    MachineStatus,
+    ProtocolError,
+    Reason,
+    RecoverInfo,
+    Request,
+    Status,
+    Transaction,
+    decode_payload,
+    encode_message,
+)
 from device.recharge.faults import FaultPoints
 from device.solana.client import TxOutcome
 from device.solana.errors import ChainUnavailable, SettlementError
@@ -61,10 +71,35 @@ class SessionRefusal(DeviceError):
 
 
 # ------------------------------------------------------------------------------------------ replies
-def opening_messages(request_id: str, payload: str, user: str, tokens: int) -> tuple[Status, Transaction]:
-    """``Status{Working, UserRequest}`` and ``Transaction{user, +tokens}`` announcing a session budget."""
+def _status(
+    status: MachineStatus, reason: Reason, request_id: str, payload: str, summary: dict[str, object]
+) -> Status:
+    """A Status whose payload is the Request's ``payload`` (a JSON object; every key kept) with
+    ``"session": summary`` set -- or, if that would not fit an event, ``{"user", "session"}`` only."""
+    try:
+        obj = json.loads(payload)
+    except ValueError:
+        obj = None
+    if not isinstance(obj, dict):
+        obj = {}
+    full = {**obj, "session": summary}
+    built = Status(status, reason, request_id, json.dumps(full, ensure_ascii=False, separators=(",", ":")))
+    try:
+        encode_message(built)
+    except ProtocolError:
+        short = {"user": obj.get("user"), "session": summary}
+        built = Status(status, reason, request_id, json.dumps(short, separators=(",", ":")))
+    return built
+
+
+def opening_messages(
+    request_id: str, payload: str, user: str, *, locked_lamports: int, tokens: int
+) -> tuple[Status, Transaction]:
+    """``Status{Working, UserRequest}`` (payload + ``"session": {locked_lamports, budget_tokens}``, which
+    tells a wallet the recharge opened a session) and ``Transaction{user, +tokens}`` granting the budget."""
+    summary: dict[str, object] = {"locked_lamports": locked_lamports, "budget_tokens": tokens}
     return (
-        Status(MachineStatus.Working, Reason.UserRequest, request_id, payload),
+        _status(MachineStatus.Working, Reason.UserRequest, request_id, payload, summary),
         Transaction(user=user, tokens=tokens),
     )
 
@@ -73,25 +108,15 @@ def closing_status(session: SessionRow) -> Status:
     """``Status{Available, UserBehaviour}`` naming the start Request; its payload is the start payload
     with ``"session"``: what was locked, settled and returned, the tokens used and why it ended."""
     assert session.settle_lamports is not None and session.used_tokens is not None
-    summary = {
+    summary: dict[str, object] = {
         "locked_lamports": session.locked_lamports,
         "settled_lamports": session.settle_lamports,
         "returned_lamports": session.locked_lamports - session.settle_lamports,
         "tokens_used": session.used_tokens,
         "reason": session.stop_reason,
     }
-    try:
-        obj = json.loads(session.payload)
-    except ValueError:
-        obj = None
-    if not isinstance(obj, dict):
-        obj = {}
-    obj["session"] = summary
-    return Status(
-        MachineStatus.Available,
-        Reason.UserBehaviour,
-        session.request_id,
-        json.dumps(obj, ensure_ascii=False, separators=(",", ":")),
+    return _status(
+        MachineStatus.Available, Reason.UserBehaviour, session.request_id, session.payload, summary
     )
 
 
@@ -159,9 +184,11 @@ class SessionKeeper:
     async def grant_lock(self, row: RechargeRow) -> bool:
         """The ``lock`` landed: grant the budget and open the session (one ledger transaction)."""
         assert row.payload is not None and row.user is not None and row.tokens is not None
-        events = [
-            self._signer.sign(m) for m in opening_messages(row.request_id, row.payload, row.user, row.tokens)
-        ]
+        assert row.amount_lamports is not None
+        messages = opening_messages(
+            row.request_id, row.payload, row.user, locked_lamports=row.amount_lamports, tokens=row.tokens
+        )
+        events = [self._signer.sign(m) for m in messages]
         opened = await asyncio.to_thread(
             self._ledger.complete_lock,
             row.request_id,
