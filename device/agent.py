@@ -245,6 +245,7 @@ class Agent:
                 program_id=self.plan.program_id,
                 namespace_id=self.plan.namespace_id,
                 pid=os.getpid(),
+                pricing_mode=self.plan.pricing_mode,
             ).write(state_dir)
             stack.callback(Endpoints.remove, state_dir)
 
