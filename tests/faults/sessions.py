@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 from nostr_sdk import Event, EventBuilder, Keys, Kind, Tag
@@ -36,7 +37,7 @@ from device.protocol import (
     event_tags,
 )
 from device.solana import program as bp
-from tests.faults.harness import DEPOSIT, PRICE, PROGRAM, FaultRig, wait_until
+from tests.faults.harness import DEPOSIT, PRICE, PROGRAM, RESULTS, FaultRig, ScenarioResult, wait_until
 
 
 def session_row(rig: FaultRig, request_id: str) -> dict[str, Any] | None:
@@ -137,6 +138,19 @@ async def verify_session(rig: FaultRig, user: Keypair, start: Event) -> None:
         problems.append(f"{grants} budget Transaction(s), {closes} closing Transaction(s) on the relay")
     if [c["settled_lamports"] for c in closing] != [used]:
         problems.append(f"closing Status on the relay: {closing}")
+    RESULTS.append(
+        ScenarioResult(
+            rig.name,
+            rig.faults,
+            requests=1,
+            granted=int(row["state"] == "settled"),
+            refused=0,
+            lost=int(bool(problems)),
+            double_charges=int(account.nonce > 1 or treasury > used),
+            seconds=time.monotonic() - rig.started,
+            problems=problems,
+        )
+    )
     assert not problems, (
         "session invariants violated:\n" + "\n".join(problems) + f"\nagent:\n{rig.agent.logs()}"
     )
