@@ -52,7 +52,7 @@ from device.recharge.faults import FaultPoints
 from device.solana.client import TxOutcome
 from device.solana.errors import ChainUnavailable, SettlementError
 from device.solana.session_client import SessionClient, SignedLock
-from device.state import StateHub
+from device.state import Change, ChangeKind, StateHub
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +206,13 @@ class SessionKeeper:
                 extra={"code": "session_opened"},
             )
             self._notify_outbox()
+            balance = await asyncio.to_thread(self._ledger.balance, row.user)
+            self._hub.update(
+                user=row.user,
+                user_balance=balance.total,
+                user_last_grant=row.tokens,
+                last_grant=Change(ChangeKind.GRANT, at=self._clock(), user=row.user, tokens=row.tokens),
+            )
             await self._show()
         return opened
 
@@ -237,7 +244,7 @@ class SessionKeeper:
         await self.run_once()
         self._task = asyncio.create_task(self._loop(), name="sessions")
 
-    async def aclose(self, *, settle_open: bool = True, within: float = 30.0) -> None:
+    async def aclose(self, *, settle_open: bool = True, within: float = 15.0) -> None:
         """Stop the loop; with ``settle_open`` end every open session (``agent_stop``) and settle what the
         chain allows within ``within`` seconds -- what is left is settled at the next start."""
         task, self._task = self._task, None
@@ -342,6 +349,9 @@ class SessionKeeper:
                 raise
             if outbox:
                 self._notify_outbox()
+            if self._hub.current.user == session.user:
+                total = (await asyncio.to_thread(self._ledger.balance, session.user)).total
+                self._hub.update(user_balance=total)
             log.info(
                 "session %s closed (%s): %d of %d tokens used, settling %d of %d lamports",
                 session.request_id,
