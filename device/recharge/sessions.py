@@ -164,6 +164,12 @@ class SessionKeeper:
                 f"{row.user} already has an open session ({current.request_id}); stop it first",
                 code="session_open",
             )
+        # Another lock of this user whose outcome is still unknown may land and open a session: one at a time.
+        for other in await asyncio.to_thread(self._ledger.unfinished_recharges):
+            if other.user == row.user and other.charge == "lock" and other.request_id != row.request_id:
+                raise SessionRefusal(
+                    f"{row.user} has another session being opened ({other.request_id})", code="session_open"
+                )
         return await self._client.prepare_lock(
             Pubkey.from_string(row.user),
             info,

@@ -290,3 +290,27 @@ async def test_a_session_idle_while_the_agent_was_down_is_settled_at_start(rig: 
 
     assert not lock_exists(rig)
     assert closing_summary(rig, start.event_id)["reason"] == "idle"
+
+
+async def test_no_second_lock_while_another_lock_of_the_user_has_an_unknown_outcome(rig: Rig) -> None:
+    parts = session_parts(rig)
+    user = str(rig.user.pubkey())
+    unknown = "ee" * 32  # a lock recorded and maybe sent before a crash; resumed later
+    rig.ledger.begin_recharge(
+        unknown,
+        author="ab" * 32,
+        user=user,
+        nonce=0,
+        amount_lamports=PRICE,
+        tokens=BUDGET,
+        payload="{}",
+        charge="lock",
+    )
+    rig.ledger.record_submission(unknown, "1" * 64, 10**9, b"tx")
+    second = rig.request(rig.payload(nonce=0))
+
+    await parts.processor.handle(second)
+
+    row = rig.ledger.recharge(second.event_id)
+    assert row is not None and row.error_code == "session_open"
+    assert user_account(rig).nonce == 0
