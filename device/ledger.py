@@ -303,6 +303,7 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )""",
         "CREATE UNIQUE INDEX sessions_one_open_per_user ON sessions (user) WHERE state = 'open'",
         "CREATE INDEX sessions_unsettled ON sessions (opened_at) WHERE state <> 'settled'",
+        "CREATE INDEX ops_user_debits ON ops (user, created_at) WHERE kind = 'debit'",  # a session's idle time
     ),
 )
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
