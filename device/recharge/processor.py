@@ -17,6 +17,10 @@ Exactly once, across duplicates, concurrency and crashes (``shared/design.md``, 
 4. One user at a time (a per-user lock): two authorizations of one user share the on-chain nonce, so only
    one of them can land; different users settle concurrently.
 
+Pay-as-you-go (``pricing.mode: session``, :mod:`device.recharge.sessions`): the same path with a ``lock``
+instead of the ``pay`` (row ``charge`` = ``lock``; a row keeps its charge across restarts and mode changes),
+and the grant opens a session; ``Request{Available, UserRequest}`` stops one.
+
 Trust: recharges are accepted from any author.  ``AdminRequest``/``Reset`` are accepted only from
 ``nostr.admin_pubkeys`` (others are refused ``unauthorized``).  This device has no occupancy to reset --
 every recharge is its own transaction -- so an admin request is only acknowledged with
