@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import pytest
+from solders.signature import Signature
 
 from device.ledger import RechargeState, SessionState, session_price
 from device.recharge import FaultPoints
@@ -314,3 +315,46 @@ async def test_no_second_lock_while_another_lock_of_the_user_has_an_unknown_outc
     row = rig.ledger.recharge(second.event_id)
     assert row is not None and row.error_code == "session_open"
     assert user_account(rig).nonce == 0
+
+
+async def test_a_settle_whose_answer_was_lost_is_recognized_by_the_closed_lock(rig: Rig) -> None:
+    parts = session_parts(rig, faults=FaultPoints(["before_settle"], kill=crash))
+    start = rig.request()
+    await parts.processor.handle(start)
+    chat(rig.ledger, device_signer(rig), str(rig.user.pubkey()), 50, key="chat")
+    await parts.processor.handle(stop_request(rig, start))
+    with pytest.raises(SimulatedCrash):
+        await parts.keeper.run_once()  # closed: 50 tokens used, 17 lamports to settle
+    before = rig.chain_state()
+    # An earlier copy of the settle landed; the device only knows a signature the node never saw.
+    landed = await parts.client.submit(await parts.client.prepare_settle(rig.user.pubkey(), 0, 17))
+    assert landed.ok
+    rig.ledger.record_settle_submission(start.event_id, str(Signature.default()), 0, b"lost")
+
+    restarted = session_parts(rig, clock=parts.clock).keeper
+    await restarted.run_once()
+
+    assert rig.chain_state()["treasury"] == before["treasury"] + 17  # settled once
+    session = rig.ledger.session(start.event_id)
+    assert session is not None and session.state is SessionState.SETTLED
+    assert closing_summary(rig, start.event_id)["settled_lamports"] == 17
+
+
+async def test_a_settle_that_never_landed_is_signed_again_once_its_blockhash_expired(rig: Rig) -> None:
+    parts = session_parts(rig, faults=FaultPoints(["before_settle"], kill=crash))
+    start = rig.request()
+    await parts.processor.handle(start)
+    await parts.processor.handle(stop_request(rig, start))
+    with pytest.raises(SimulatedCrash):
+        await parts.keeper.run_once()
+    rig.ledger.record_settle_submission(start.event_id, str(Signature.default()), 0, b"never sent")
+
+    restarted = session_parts(rig, clock=parts.clock).keeper
+    await restarted.run_once()  # expired, the lock still exists: back to closing
+    assert lock_exists(rig)
+    await restarted.run_once()
+
+    assert not lock_exists(rig)
+    session = rig.ledger.session(start.event_id)
+    assert session is not None and session.state is SessionState.SETTLED
+    assert session.signature != str(Signature.default())
