@@ -303,7 +303,8 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )""",
         "CREATE UNIQUE INDEX sessions_one_open_per_user ON sessions (user) WHERE state = 'open'",
         "CREATE INDEX sessions_unsettled ON sessions (opened_at) WHERE state <> 'settled'",
-        "CREATE INDEX ops_user_debits ON ops (user, created_at) WHERE kind = 'debit'",  # a session's idle time
+        # a session's idle time: the user's latest debit
+        "CREATE INDEX ops_user_debits ON ops (user, created_at) WHERE kind = 'debit'",
     ),
 )
 SCHEMA_VERSION: Final = len(_MIGRATIONS)

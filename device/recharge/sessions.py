@@ -56,6 +56,9 @@ from device.state import Change, ChangeKind, StateHub
 
 log = logging.getLogger(__name__)
 
+#: The longest wait between two attempts to settle a session whose last attempt failed.
+_MAX_RETRY_SECONDS: Final = 60.0
+
 #: Why a session ended (the ``reason`` in its closing Status payload).
 USER_STOP: Final = "user_stop"
 BUDGET_USED: Final = "budget_used"
@@ -151,6 +154,7 @@ class SessionKeeper:
         self._pass_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._backoff: dict[str, tuple[float, float]] = {}  # request id -> (delay, loop time of next try)
 
     # ----------------------------------------------------------------------------- lock (processor)
     async def prepare_lock(self, row: RechargeRow, info: RecoverInfo) -> SignedLock:
@@ -242,6 +246,7 @@ class SessionKeeper:
             self._ledger.answer_request, event_id, author=author, payload=request.payload, outbox=[]
         )
         log.info("session %s: stop requested by the user", session.request_id, extra={"code": "session_stop"})
+        self._backoff.pop(session.request_id, None)
         self._wake.set()
 
     # ---------------------------------------------------------------------------------- lifecycle
@@ -271,21 +276,31 @@ class SessionKeeper:
                 extra={"code": "session_resume"},
             )
 
-    async def run_once(self) -> None:
-        """One pass over every unsettled session: end those due, settle those ended."""
+    async def run_once(self, *, force: bool = True) -> None:
+        """One pass over every unsettled session: end those due, settle those ended.
+
+        A session whose last attempt failed is retried with backoff (1 s doubling to 60 s, one log line per
+        attempt) unless ``force``; the loop's passes are not forced, start and stop passes are."""
+        now = asyncio.get_running_loop().time()
         async with self._pass_lock:
             for session in await asyncio.to_thread(self._ledger.unsettled_sessions):
+                delay, not_before = self._backoff.get(session.request_id, (0.0, 0.0))
+                if not force and now < not_before:
+                    continue
                 try:
                     await self._drive(session)
-                except ChainUnavailable as exc:
+                except DeviceError as exc:
+                    delay = min(max(1.0, delay * 2), _MAX_RETRY_SECONDS)
+                    self._backoff[session.request_id] = (delay, now + delay)
                     log.warning(
-                        "session %s: chain unreachable, will retry: %s",
+                        "session %s: %s; retrying in %g s",
                         session.request_id,
                         exc.message,
+                        delay,
                         extra={"code": exc.code},
                     )
-                except DeviceError as exc:
-                    log.warning("session %s: %s", session.request_id, exc.message, extra={"code": exc.code})
+                else:
+                    self._backoff.pop(session.request_id, None)
             await self._show()
 
     async def _loop(self) -> None:
@@ -294,7 +309,7 @@ class SessionKeeper:
                 await asyncio.wait_for(self._wake.wait(), self._tick)
             self._wake.clear()
             try:
-                await self.run_once()
+                await self.run_once(force=False)
             except Exception as exc:  # e.g. the ledger's disk is full: try again next tick
                 code = exc.code if isinstance(exc, DeviceError) else "session_internal_error"
                 log.exception("session pass failed", extra={"code": code})

@@ -18,6 +18,7 @@ from device.recharge import FaultPoints
 from device.recharge.sessions import SessionKeeper
 from device.solana import program as prog
 from device.solana.program import LockAccountV1, LockAccountV2
+from tests.fixtures.proxy import FlakyProxy
 from tests.fixtures.recharge import PRICE, TOKENS_PER_LAMPORT, Rig, both, grant_tokens, rig, server
 from tests.fixtures.sessions import (
     IDLE_SECONDS,
@@ -358,3 +359,29 @@ async def test_a_settle_that_never_landed_is_signed_again_once_its_blockhash_exp
     session = rig.ledger.session(start.event_id)
     assert session is not None and session.state is SessionState.SETTLED
     assert session.signature != str(Signature.default())
+
+
+async def test_an_unreachable_chain_is_retried_with_backoff_then_settled(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    proxy = FlakyProxy(rig.server.port)
+    await proxy.start()
+    try:
+        parts = session_parts(rig, url=proxy.url)
+        start = rig.request()
+        await parts.processor.handle(start)
+        await parts.processor.handle(stop_request(rig, start))
+        proxy.cut()
+
+        await parts.keeper.run_once(force=False)
+        await parts.keeper.run_once(force=False)  # within the backoff: not tried again
+        assert [getattr(r, "code", None) for r in caplog.records if "retrying in" in r.getMessage()] == [
+            "rpc_unreachable"
+        ]
+        assert lock_exists(rig)
+
+        proxy.down = False
+        await parts.keeper.run_once()
+        assert not lock_exists(rig)
+    finally:
+        await proxy.stop()
