@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import functools
 import logging
 import os
 import signal
@@ -185,6 +186,7 @@ class Agent:
             stack.push_async_callback(processor.aclose)
             await processor.resume_unfinished()
             await sessions.start()  # resumes unsettled sessions, settles those idle while the agent was down
+            stack.push_async_callback(functools.partial(sessions.aclose, settle_open=False))  # a failed start
             self.link = RelayLink(
                 self.relay_urls,
                 ledger=self.ledger,
