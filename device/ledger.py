@@ -18,7 +18,7 @@ Durability and idempotency contract
 Errors are :class:`LedgerError` with a stable ``code``: ``ledger_error``, ``insufficient_balance``,
 ``invalid_amount``, ``argument_invalid``, ``idempotency_conflict``, ``reservation_not_held``,
 ``ledger_disk_full``, ``ledger_read_only``, ``ledger_busy``, ``ledger_corrupt``, ``ledger_closed``,
-``ledger_schema_too_new``, ``recharge_not_found``, ``recharge_state_invalid``.
+``ledger_schema_too_new``, ``recharge_not_found``, ``recharge_state_invalid``, ``session_busy``.
 
 Recharges
 ---------
