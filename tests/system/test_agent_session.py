@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 from solders.pubkey import Pubkey
 
+from device.chat.auth import issue_token
+from device.chat.client import ChatClient
 from device.config import load_config
 from device.endpoints import Endpoints
+from device.keys import load_keypair
 from device.ledger import LEDGER_FILE, Ledger, SessionState, session_price
 from device.solana.client import ChainClient
 from tests.fixtures.agent import RECHARGE, AgentProcess, funded_user, ledger_total, run_cli, user_pubkey
@@ -82,6 +85,15 @@ def test_a_session_settles_exactly_the_tokens_of_three_chats_on_user_stop(
             assert run_cli("chat", *common, "-m", question) == 0
             used += int(re.search(r"= (\d+) tokens", capsys.readouterr().out).group(1))  # type: ignore[union-attr]
         assert ledger_total(workdir, user) == RECHARGE - used  # tokens_per_lamport 1: budget = RECHARGE
+        endpoints = Endpoints.read(workdir / ".xephy-device")
+        token = issue_token(load_keypair(keypair), endpoints.machine_pubkey, ttl_seconds=60)
+        balance = ChatClient(Path(endpoints.chat_socket), token).balance()  # what the REPL's /balance shows
+        assert balance["pricing_mode"] == "session"
+        assert {k: balance["session"][k] for k in ("locked_lamports", "used_tokens", "owed_lamports")} == {
+            "locked_lamports": RECHARGE,
+            "used_tokens": used,
+            "owed_lamports": used,
+        }
 
         summary = cli_json(capsys, "user", "stop", "--json", *common)
 
