@@ -7,7 +7,8 @@ Start order (reverse on stop), each part handed its dependencies explicitly:
    ``nostr.embedded_relay_port``, its events kept in ``state_dir/relay-lmdb`` across restarts;
 3. chain: ``embedded`` starts the localnet stand-in on ``solana.embedded_rpc_port`` with this
    device's bot registered;
-4. settlement client → recharge processor, which first resumes every unfinished recharge;
+4. settlement client → recharge processor, which first resumes every unfinished recharge, and the
+   session keeper (pay-as-you-go), which resumes unsettled sessions; at stop it settles open ones;
 5. relay link: subscribes from ``cursor − overlap`` and publishes the outbox;
 6. chat holds a crash left open are settled at their last checkpoint (signed debits, exactly once);
    the model (one worker thread) and the chat socket (systemd's, or our own);
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import functools
 import logging
 import os
 import signal
@@ -42,9 +44,10 @@ from device.keys import DeviceKeys
 from device.ledger import LEDGER_FILE, Ledger
 from device.nostr_events import EventSigner
 from device.recharge import FaultPoints, RechargeProcessor
+from device.recharge.sessions import SessionKeeper
 from device.relay import EmbeddedRelay, RelayLink
 from device.relay.embedded import RELAY_LMDB_DIR
-from device.solana.client import SettlementClient
+from device.solana.session_client import SessionClient
 from device.state import ChainStatus, DeviceState, LinkStatus, StateHub
 from device.systemd_notify import Notifier, Watchdog, watchdog_interval
 from device.systemd_sockets import sockets_from_systemd
@@ -68,6 +71,7 @@ class ServicePlan:
     namespace_id: int
     recharge_lamports: int
     tokens_per_lamport: int
+    pricing_mode: str
     model: str
     chat_socket: Path
     ledger_path: Path
@@ -91,6 +95,7 @@ class ServicePlan:
             namespace_id=config.solana.namespace_id,
             recharge_lamports=config.pricing.recharge_lamports,
             tokens_per_lamport=config.pricing.tokens_per_lamport,
+            pricing_mode=config.pricing.mode,
             model=model,
             chat_socket=resolve_chat_socket(config, environ),
             ledger_path=config.device.state_dir / LEDGER_FILE,
@@ -108,7 +113,8 @@ class ServicePlan:
             f"  relays          {', '.join(self.relays)}",
             f"  solana rpc      {self.rpc_url}",
             f"  program         {self.program} {self.program_id} (namespace {self.namespace_id})",
-            f"  price           {self.recharge_lamports:,} lamports per recharge -> {tokens:,} tokens",
+            f"  price           {self.recharge_lamports:,} lamports per recharge -> {tokens:,} tokens"
+            + (" (session: locked, settled by use)" if self.pricing_mode == "session" else ""),
             f"  model           {self.model}",
             f"  chat socket     {self.chat_socket}",
             f"  ledger          {self.ledger_path}",
@@ -158,8 +164,20 @@ class Agent:
 
             self.relay_urls = await self._start_relays(stack)
             self.rpc_url = await self._start_chain(stack)
-            settlement = SettlementClient.from_config(self.config.solana, self.keys.bot, rpc_url=self.rpc_url)
+            settlement = SessionClient.from_config(self.config.solana, self.keys.bot, rpc_url=self.rpc_url)
             stack.push_async_callback(settlement.close)
+            faults = FaultPoints.from_env(self.environ)
+            self.hub.update(pricing_mode=self.config.pricing.mode)
+            sessions = SessionKeeper(
+                self.ledger,
+                settlement,
+                self.signer,
+                self.hub,
+                tokens_per_lamport=self.config.pricing.tokens_per_lamport,
+                idle_seconds=self.config.pricing.session_idle_seconds,
+                notify_outbox=self._notify_outbox,
+                faults=faults,
+            )
             processor = RechargeProcessor(
                 self.ledger,
                 settlement,
@@ -167,11 +185,14 @@ class Agent:
                 self.config,
                 self.hub,
                 notify_outbox=self._notify_outbox,
-                faults=FaultPoints.from_env(self.environ),
+                faults=faults,
                 background_settlement=True,
+                sessions=sessions,
             )
             stack.push_async_callback(processor.aclose)
             await processor.resume_unfinished()
+            await sessions.start()  # resumes unsettled sessions, settles those idle while the agent was down
+            stack.push_async_callback(functools.partial(sessions.aclose, settle_open=False))  # a failed start
             self.link = RelayLink(
                 self.relay_urls,
                 ledger=self.ledger,
@@ -183,6 +204,9 @@ class Agent:
             )
             await self.link.start()
             stack.push_async_callback(self.link.stop)
+            # Runs after the chat stops and before the link does: open sessions are settled (agent_stop)
+            # and their closing events published while the relay link is still up.
+            stack.push_async_callback(sessions.aclose)
 
             self.notifier.status(f"Loading {self.hub.current.model}")
             engine = Engine.from_config(self.config.llm, heartbeat=self._inference_heartbeat)
@@ -231,6 +255,7 @@ class Agent:
                 program_id=self.plan.program_id,
                 namespace_id=self.plan.namespace_id,
                 pid=os.getpid(),
+                pricing_mode=self.plan.pricing_mode,
             )
             try:
                 endpoints.write(state_dir)

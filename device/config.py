@@ -99,6 +99,7 @@ Commitment = Literal["processed", "confirmed", "finalized"]
 ConsoleMode = Literal["auto", "on", "off"]
 BalanceDisplay = Literal["none", "bargraph", "rgb"]
 DisplayDriver = Literal["serlcd", "matrix_orbital", "line"]
+PricingMode = Literal["prepaid", "session"]
 
 
 class ConfigError(DeviceError):
@@ -573,6 +574,11 @@ class PricingConfig:
     recharge_lamports: int = field(default=5_000_000, metadata=_check(_int(1, U64_MAX)))
     tokens_per_lamport: int = field(default=1, metadata=_check(_int(1, I64_MAX)))
     max_recharge_lamports: int = field(default=1_000_000_000, metadata=_check(_int(1, U64_MAX)))
+    #: ``prepaid``: a recharge is a ``pay`` and a grant; ``session``: a ``lock`` of the amount, a session
+    #: budget, and a ``settle`` of the exact usage when the session ends (device/recharge/sessions.py).
+    mode: PricingMode = field(default="prepaid", metadata=_check(_choice("prepaid", "session")))
+    #: A session with no chat for this long is settled.
+    session_idle_seconds: int = field(default=600, metadata=_check(_int(1, 31_536_000)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ class Endpoints:
     program_id: str
     namespace_id: int
     pid: int
+    pricing_mode: str = "prepaid"  # pricing.mode: prepaid | session
 
     def write(self, state_dir: Path) -> Path:
         """Write ``endpoints.json`` atomically into ``state_dir``; return its path."""

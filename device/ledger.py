@@ -33,7 +33,7 @@ older version) is keyed ``rebuild:<event id>``.
 Errors are :class:`LedgerError` with a stable ``code``: ``ledger_error``, ``insufficient_balance``,
 ``invalid_amount``, ``argument_invalid``, ``idempotency_conflict``, ``reservation_not_held``,
 ``ledger_disk_full``, ``ledger_read_only``, ``ledger_busy``, ``ledger_corrupt``, ``ledger_closed``,
-``ledger_schema_too_new``, ``recharge_not_found``, ``recharge_state_invalid``.
+``ledger_schema_too_new``, ``recharge_not_found``, ``recharge_state_invalid``, ``session_busy``.
 
 Recharges
 ---------
@@ -43,6 +43,15 @@ on disk; the transaction may have been sent) → ``granted`` (tokens credited an
 outbox, one transaction) or ``failed`` (refused; the refusal reply in the outbox, one transaction).
 ``answered`` marks an admin request acknowledged without any charge.  A request id is handled once: a
 second delivery finds its row.
+
+Sessions
+--------
+In ``pricing.mode: session`` a recharge row's ``charge`` is ``lock``; when the lock lands,
+:meth:`Ledger.complete_lock` grants the budget and opens a ``sessions`` row (schema 3) in one transaction.
+A session goes ``open`` (chats debit the budget as usual) → ``closing`` (:meth:`Ledger.close_session`: the
+unused budget debited and the settle amount fixed, in one transaction, never while a chat of the user is in
+flight) → ``submitted`` (the ``settle`` signature on disk before it is sent) → ``settled``.  One open session
+per user.
 
 After a storage error the transaction is rolled back and the ledger stays usable.
 """
@@ -76,8 +85,11 @@ __all__ = [
     "RechargeRow",
     "RechargeState",
     "Reservation",
+    "SessionRow",
+    "SessionState",
     "TransactionRecord",
     "pay_grant_key",
+    "session_price",
 ]
 
 
@@ -196,6 +208,49 @@ class RechargeRow:
     error_message: str | None
     created_at: int
     updated_at: int
+    charge: str = "pay"  # "pay" (prepaid) or "lock" (a session; device/recharge/sessions.py)
+
+
+class SessionState(StrEnum):
+    """Where one pay-as-you-go session stands (see the module docstring, "Sessions")."""
+
+    OPEN = "open"
+    CLOSING = "closing"
+    SUBMITTED = "submitted"
+    SETTLED = "settled"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    """One row of ``sessions``: a landed ``lock`` and the budget it granted, until its ``settle`` lands."""
+
+    request_id: str  # the Request that opened it (its grant op's key)
+    user: str
+    nonce: int  # the lock's nonce: ``lock_pda(user, nonce)``
+    locked_lamports: int
+    budget_tokens: int
+    tokens_per_lamport: int
+    payload: str
+    state: SessionState
+    stop_reason: str | None
+    used_tokens: int | None
+    settle_lamports: int | None
+    signature: str | None
+    last_valid_block_height: int | None
+    tx_bytes: bytes | None
+    opened_at: int
+    closed_at: int | None
+    updated_at: int
+
+    @property
+    def returned_lamports(self) -> int | None:
+        """Lamports unlocked back to the user once settled (``locked − settled``)."""
+        return None if self.settle_lamports is None else self.locked_lamports - self.settle_lamports
+
+
+def session_price(used_tokens: int, tokens_per_lamport: int) -> int:
+    """Lamports a session settles for ``used_tokens``: ``ceil(used / tokens_per_lamport)``."""
+    return -(-used_tokens // tokens_per_lamport)
 
 
 # Forward migrations; index i brings the schema from user_version i to i + 1.  Never edit a shipped one.
@@ -266,6 +321,39 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             created_at INTEGER NOT NULL,
             updated_at INTEGER NOT NULL
         ) WITHOUT ROWID""",
+    ),
+    (  # pay-as-you-go sessions (device/recharge/sessions.py): a recharge is a pay or a lock
+        "ALTER TABLE recharges ADD COLUMN charge TEXT NOT NULL DEFAULT 'pay'"
+        " CHECK (charge IN ('pay', 'lock'))",
+        """CREATE TABLE sessions (
+            request_id              TEXT PRIMARY KEY CHECK (length(request_id) > 0),
+            user                    TEXT NOT NULL CHECK (length(user) > 0),
+            nonce                   INTEGER NOT NULL CHECK (nonce >= 0),
+            locked_lamports         INTEGER NOT NULL CHECK (locked_lamports > 0),
+            budget_tokens           INTEGER NOT NULL CHECK (budget_tokens > 0),
+            tokens_per_lamport      INTEGER NOT NULL CHECK (tokens_per_lamport > 0),
+            payload                 TEXT NOT NULL,
+            state                   TEXT NOT NULL
+                                    CHECK (state IN ('open', 'closing', 'submitted', 'settled')),
+            stop_reason             TEXT,
+            used_tokens             INTEGER CHECK (used_tokens >= 0),
+            settle_lamports         INTEGER CHECK (settle_lamports >= 0),
+            signature               TEXT UNIQUE,
+            last_valid_block_height INTEGER,
+            tx_bytes                BLOB,
+            opened_at               INTEGER NOT NULL,
+            closed_at               INTEGER,
+            updated_at              INTEGER NOT NULL,
+            CHECK (state = 'open'
+                   OR (stop_reason IS NOT NULL AND used_tokens IS NOT NULL AND settle_lamports IS NOT NULL
+                       AND closed_at IS NOT NULL)),
+            CHECK (settle_lamports IS NULL OR settle_lamports <= locked_lamports),
+            CHECK (state <> 'submitted' OR (signature IS NOT NULL AND last_valid_block_height IS NOT NULL))
+        )""",
+        "CREATE UNIQUE INDEX sessions_one_open_per_user ON sessions (user) WHERE state = 'open'",
+        "CREATE INDEX sessions_unsettled ON sessions (opened_at) WHERE state <> 'settled'",
+        # a session's idle time: the user's latest debit
+        "CREATE INDEX ops_user_debits ON ops (user, created_at) WHERE kind = 'debit'",
     ),
 )
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
@@ -571,21 +659,26 @@ class Ledger:
         amount_lamports: int,
         tokens: int,
         payload: str,
+        charge: str = "pay",
     ) -> RechargeRow:
-        """Record a validated Request as ``pending``; for a known ``request_id`` return its row unchanged."""
+        """Record a validated Request as ``pending``; for a known ``request_id`` return its row unchanged.
+
+        ``charge`` is ``pay`` (prepaid) or ``lock`` (a pay-as-you-go session)."""
         for name, value in (("request_id", request_id), ("author", author), ("user", user)):
             _require_text(name, value)
         _count(nonce, "nonce")
         if _count(amount_lamports, "amount_lamports") == 0 or _count(tokens, "tokens") == 0:
             raise LedgerError("a recharge must be at least 1 lamport and 1 token", code="invalid_amount")
         _require_text("payload", payload)
+        if charge not in ("pay", "lock"):
+            raise LedgerError(f"charge must be 'pay' or 'lock', got {charge!r}", code="argument_invalid")
         now = self._now()
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO recharges (request_id, author, state, payload, user, nonce, amount_lamports,"
-                " tokens, created_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)"
+                " tokens, created_at, updated_at, charge) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (request_id) DO NOTHING",
-                (request_id, author, payload, user, nonce, amount_lamports, tokens, now, now),
+                (request_id, author, payload, user, nonce, amount_lamports, tokens, now, now, charge),
             )
             return self._recharge_in(conn, request_id)
 
@@ -734,6 +827,223 @@ class Ledger:
             " ORDER BY created_at, rowid"
         )
         return [_recharge_row(r) for r in rows]
+
+    # ----------------------------------------------------------------------------------------- sessions
+    def complete_lock(
+        self, request_id: str, *, tokens_per_lamport: int, event_id: str | None, outbox: Iterable[OutboxEvent]
+    ) -> bool:
+        """In ONE transaction: the row's ``lock`` landed → budget grant op (key ``request_id``), its outbox
+        events, an ``open`` session, and the row → ``granted``.  False, writing nothing, if already granted.
+
+        The row must be a ``submitted`` lock (``recharge_state_invalid``); a user with another open session
+        raises ``idempotency_conflict`` (the caller checks before locking).
+        """
+        _require_text("request_id", request_id)
+        if _count(tokens_per_lamport, "tokens_per_lamport") == 0:
+            raise LedgerError("tokens_per_lamport must be ≥ 1", code="invalid_amount")
+        _optional_text("event_id", event_id)
+        rows = self._outbox_rows(outbox)
+        now = self._now()
+        with self._write() as conn:
+            row = self._recharge_in(conn, request_id)
+            if row.state is RechargeState.GRANTED:
+                return False
+            _require_state(row, RechargeState.SUBMITTED)
+            if row.charge != "lock":
+                raise LedgerError(f"recharge {request_id} is a {row.charge}", code="recharge_state_invalid")
+            assert row.user is not None and row.tokens is not None and row.payload is not None
+            assert row.nonce is not None and row.amount_lamports is not None
+            self._apply_grant(conn, request_id, row.user, row.tokens, event_id)
+            conn.execute(
+                "INSERT INTO sessions (request_id, user, nonce, locked_lamports, budget_tokens,"
+                " tokens_per_lamport, payload, state, opened_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)",
+                (
+                    request_id,
+                    row.user,
+                    row.nonce,
+                    row.amount_lamports,
+                    row.tokens,
+                    tokens_per_lamport,
+                    row.payload,
+                    now,
+                    now,
+                ),
+            )
+            self._insert_outbox(conn, rows)
+            conn.execute(
+                "UPDATE recharges SET state = 'granted', updated_at = ? WHERE request_id = ?",
+                (now, request_id),
+            )
+        return True
+
+    def session(self, request_id: str) -> SessionRow | None:
+        """The session opened by ``request_id``, or None."""
+        _require_text("request_id", request_id)
+        rows = self._query(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE request_id = ?", request_id)
+        return _session_row(rows[0]) if rows else None
+
+    def open_session(self, user: str) -> SessionRow | None:
+        """``user``'s open session (at most one), or None."""
+        _require_text("user", user)
+        rows = self._query(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE user = ? AND state = 'open'", user)
+        return _session_row(rows[0]) if rows else None
+
+    def unsettled_sessions(self) -> list[SessionRow]:
+        """Sessions whose ``settle`` has not landed yet, oldest first: what the session keeper drives."""
+        rows = self._query(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE state <> 'settled' ORDER BY opened_at, rowid"
+        )
+        return [_session_row(r) for r in rows]
+
+    def last_activity(self, session: SessionRow) -> int:
+        """When ``session`` was last used: its opening or the user's latest debit, whichever is later."""
+        rows = self._query("SELECT max(created_at) FROM ops WHERE user = ? AND kind = 'debit'", session.user)
+        latest = rows[0][0] if rows and rows[0][0] is not None else 0
+        return max(session.opened_at, int(latest))
+
+    def unused_budget(self, session: SessionRow) -> int:
+        """Budget tokens the user has not spent: ``min(total, budget)`` (tokens held before the session
+        are spent first) -- what closing the session now would take back."""
+        with self._lock:
+            return min(max(self._total(session.user), 0), session.budget_tokens)
+
+    def request_stop(self, request_id: str, reason: str) -> bool:
+        """Durably mark an open session to be closed for ``reason`` (the keeper closes it as soon as no chat
+        of the user is in flight).  False when it is not open or already marked."""
+        _require_text("request_id", request_id)
+        _require_text("reason", reason)
+        with self._write() as conn:
+            return (
+                conn.execute(
+                    "UPDATE sessions SET stop_reason = ?, updated_at = ?"
+                    " WHERE request_id = ? AND state = 'open' AND stop_reason IS NULL",
+                    (reason, self._now(), request_id),
+                ).rowcount
+                > 0
+            )
+
+    def close_session(
+        self, request_id: str, *, reason: str, unused: int, outbox: Iterable[OutboxEvent]
+    ) -> SessionRow:
+        """In ONE transaction: debit the ``unused`` budget (key ``session-close:<id>``) with its outbox event,
+        fix ``used_tokens`` and ``settle_lamports`` (:func:`session_price`), and the session → ``closing``.
+
+        Refused with ``session_busy`` while a chat of the user holds a reservation, and with
+        ``idempotency_conflict`` when ``unused`` is no longer :meth:`unused_budget` (read it again).
+        A session that is no longer open is returned unchanged.
+        """
+        _require_text("request_id", request_id)
+        _require_text("reason", reason)
+        _count(unused, "unused")
+        rows = self._outbox_rows(outbox)
+        with self._lock:
+            found = self.session(request_id)
+            if found is None:
+                raise LedgerError(f"session {request_id} is unknown", code="recharge_not_found")
+            if found.state is not SessionState.OPEN:
+                return found
+            if self.balance(found.user).reserved:
+                raise LedgerError(f"a chat of {found.user} is in flight", code="session_busy")
+            if self.unused_budget(found) != unused:
+                raise LedgerError(
+                    f"session {request_id}: the unused budget is no longer {unused}",
+                    code="idempotency_conflict",
+                )
+            used = found.budget_tokens - unused
+            now = self._now()
+            with self._write() as conn:
+                if unused:
+                    conn.execute(
+                        "INSERT INTO ops (key, user, delta, kind, event_id, created_at)"
+                        " VALUES (?, ?, ?, 'debit', ?, ?)",
+                        (
+                            f"session-close:{request_id}",
+                            found.user,
+                            -unused,
+                            rows[0][0] if rows else None,
+                            now,
+                        ),
+                    )
+                conn.execute(
+                    "UPDATE sessions SET state = 'closing', stop_reason = ?, used_tokens = ?,"
+                    " settle_lamports = ?, closed_at = ?, updated_at = ? WHERE request_id = ?",
+                    (
+                        found.stop_reason or reason,
+                        used,
+                        session_price(used, found.tokens_per_lamport),
+                        now,
+                        now,
+                        request_id,
+                    ),
+                )
+                self._insert_outbox(conn, rows)
+            closed = self.session(request_id)
+        assert closed is not None
+        return closed
+
+    def record_settle_submission(
+        self, request_id: str, signature: str, last_valid_block_height: int, tx_bytes: bytes
+    ) -> SessionRow:
+        """``closing`` → ``submitted`` with the signed ``settle``; call it BEFORE sending.  The same signature
+        again is a no-op; another one while submitted raises ``idempotency_conflict``."""
+        _require_text("signature", signature)
+        _count(last_valid_block_height, "last_valid_block_height")
+        if not isinstance(tx_bytes, bytes) or not tx_bytes:
+            raise LedgerError("tx_bytes must be non-empty bytes", code="argument_invalid")
+        with self._write() as conn:
+            row = self._session_in(conn, request_id)
+            if row.state is SessionState.SUBMITTED and row.signature == signature:
+                return row
+            if row.state is not SessionState.CLOSING:
+                raise LedgerError(
+                    f"session {request_id} is {row.state}, expected closing", code="idempotency_conflict"
+                )
+            conn.execute(
+                "UPDATE sessions SET state = 'submitted', signature = ?, last_valid_block_height = ?,"
+                " tx_bytes = ?, updated_at = ? WHERE request_id = ?",
+                (signature, last_valid_block_height, tx_bytes, self._now(), request_id),
+            )
+            return self._session_in(conn, request_id)
+
+    def retry_settle(self, request_id: str) -> SessionRow:
+        """``submitted`` → ``closing``: the chain proved the recorded ``settle`` never landed (its blockhash
+        expired and the lock still exists), so a new one may be signed."""
+        with self._write() as conn:
+            row = self._session_in(conn, request_id)
+            if row.state is SessionState.SUBMITTED:
+                conn.execute(
+                    "UPDATE sessions SET state = 'closing', signature = NULL, last_valid_block_height = NULL,"
+                    " tx_bytes = NULL, updated_at = ? WHERE request_id = ?",
+                    (self._now(), request_id),
+                )
+            return self._session_in(conn, request_id)
+
+    def finish_session(self, request_id: str, *, outbox: Iterable[OutboxEvent]) -> bool:
+        """In ONE transaction: the ``settle`` landed (or the lock is gone) → ``settled``, with the closing
+        ``Status``.  False, writing nothing, when already settled; an open session raises
+        ``recharge_state_invalid``."""
+        rows = self._outbox_rows(outbox)
+        with self._write() as conn:
+            row = self._session_in(conn, request_id)
+            if row.state is SessionState.SETTLED:
+                return False
+            if row.state is SessionState.OPEN:
+                raise LedgerError(f"session {request_id} is still open", code="recharge_state_invalid")
+            conn.execute(
+                "UPDATE sessions SET state = 'settled', tx_bytes = NULL, updated_at = ? WHERE request_id = ?",
+                (self._now(), request_id),
+            )
+            self._insert_outbox(conn, rows)
+        return True
+
+    def _session_in(self, conn: sqlite3.Connection, request_id: str) -> SessionRow:
+        row = conn.execute(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE request_id = ?", (request_id,)
+        ).fetchone()
+        if row is None:
+            raise LedgerError(f"session {request_id} is unknown", code="recharge_not_found")
+        return _session_row(row)
 
     # ------------------------------------------------------------------------------ incoming events
     def remember_event(self, event_id: str, created_at: int) -> bool:
@@ -967,7 +1277,7 @@ class Ledger:
 # ------------------------------------------------------------------------------------------ helpers
 _RECHARGE_COLUMNS: Final = (
     "request_id, author, state, payload, user, nonce, amount_lamports, tokens, signature,"
-    " last_valid_block_height, tx_bytes, error_code, error_message, created_at, updated_at"
+    " last_valid_block_height, tx_bytes, error_code, error_message, created_at, updated_at, charge"
 )
 
 
@@ -988,6 +1298,36 @@ def _recharge_row(row: Any) -> RechargeRow:
         error_message=row[12],
         created_at=row[13],
         updated_at=row[14],
+        charge=row[15],
+    )
+
+
+_SESSION_COLUMNS: Final = (
+    "request_id, user, nonce, locked_lamports, budget_tokens, tokens_per_lamport, payload, state,"
+    " stop_reason, used_tokens, settle_lamports, signature, last_valid_block_height, tx_bytes, opened_at,"
+    " closed_at, updated_at"
+)
+
+
+def _session_row(row: Any) -> SessionRow:
+    return SessionRow(
+        request_id=row[0],
+        user=row[1],
+        nonce=row[2],
+        locked_lamports=row[3],
+        budget_tokens=row[4],
+        tokens_per_lamport=row[5],
+        payload=row[6],
+        state=SessionState(row[7]),
+        stop_reason=row[8],
+        used_tokens=row[9],
+        settle_lamports=row[10],
+        signature=row[11],
+        last_valid_block_height=row[12],
+        tx_bytes=None if row[13] is None else bytes(row[13]),
+        opened_at=row[14],
+        closed_at=row[15],
+        updated_at=row[16],
     )
 
 

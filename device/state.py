@@ -88,6 +88,10 @@ class DeviceState:
     last_grant: Change | None = None
     last_debit: Change | None = None
     last_error: Change | None = None
+    pricing_mode: str = "prepaid"
+    """``pricing.mode``: ``prepaid`` or ``session`` (pay as you go)."""
+    open_sessions: int = 0
+    """Pay-as-you-go sessions open now (locked on chain, not yet settled)."""
 
     @property
     def reachable(self) -> bool:

@@ -67,7 +67,7 @@ from device.chat.openai import (
 from device.config import Config, resolve_chat_socket
 from device.errors import DeviceError
 from device.inference import Engine, Generation, GenerationResult
-from device.ledger import Ledger
+from device.ledger import Ledger, session_price
 from device.metering import Hold, Meter, MeteringError
 from device.nostr_events import EventSigner
 from device.state import Activity, StateHub
@@ -145,6 +145,7 @@ class ChatService:
         self._hub = hub
         self._signer = signer
         self._meter = Meter(ledger, signer, hub, notify_outbox, clock=clock)
+        self._ledger = ledger
         self._verifier = TokenVerifier(
             signer.machine_pubkey, max_ttl_seconds=config.chat.token_max_ttl_seconds, clock=clock
         )
@@ -367,8 +368,26 @@ class ChatService:
                 "total": bal.total,
                 "reserved": bal.reserved,
                 "available": bal.available,
+                "pricing_mode": self._config.pricing.mode,
+                "session": await asyncio.to_thread(self._session_budget, user),
             }
         )
+
+    def _session_budget(self, user: str) -> dict[str, int | str] | None:
+        """The user's open pay-as-you-go session (device/recharge/sessions.py), or None."""
+        session = self._ledger.open_session(user)
+        if session is None:
+            return None
+        unused = self._ledger.unused_budget(session)
+        return {
+            "request": session.request_id,
+            "locked_lamports": session.locked_lamports,
+            "budget_tokens": session.budget_tokens,
+            "used_tokens": session.budget_tokens - unused,
+            "unused_tokens": unused,
+            "tokens_per_lamport": session.tokens_per_lamport,
+            "owed_lamports": session_price(session.budget_tokens - unused, session.tokens_per_lamport),
+        }
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         claims = self._claims(request)

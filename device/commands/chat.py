@@ -3,7 +3,8 @@
 It signs a short-lived token with the user's keypair (``--keypair``, Solana CLI JSON) for the
 machine the socket serves (read from ``/healthz``), then either answers one question
 (``-m TEXT``) or runs a REPL: answers stream as they are generated; after each one it prints the
-tokens charged and the balance left.  ``/balance`` shows the balance, ``/reset`` starts a new
+tokens charged and the balance left.  ``/balance`` shows the balance (and, in pay-as-you-go mode, the
+open session's budget, what it costs so far and the lamports locked), ``/reset`` starts a new
 conversation, ``/quit`` (or Ctrl-D) leaves, ``/help`` lists them; any other ``/word`` is an unknown
 command, never sent to the model (``//text`` sends ``/text``).  Ctrl-C stops the current answer
 (charged only for what was generated) and keeps the conversation.  The keypair is ``-k``, else the
@@ -19,7 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from solders.keypair import Keypair
 
@@ -31,7 +32,7 @@ from device.errors import UsageError
 from device.keys import load_keypair
 from device.wallet.solana_cli import user_keypair_path
 
-__all__ = ["cmd_chat", "configure", "run_repl"]
+__all__ = ["balance_text", "cmd_chat", "configure", "run_repl"]
 
 #: Re-sign the REPL's token when it has less than this left.
 _RENEW_BEFORE_S = 60
@@ -104,6 +105,23 @@ def _summary(end: StreamEnd) -> str:
     return text
 
 
+def balance_text(bal: dict[str, Any]) -> str:
+    """``/balance``: the token balance, and an open pay-as-you-go session's budget and what it costs."""
+    text = f"balance {bal['total']} tokens ({bal['available']} available)"
+    budget = bal.get("session")
+    if isinstance(budget, dict):
+        used, total = int(budget["used_tokens"]), int(budget["budget_tokens"])
+        unused, locked = int(budget["unused_tokens"]), int(budget["locked_lamports"])
+        text += (
+            f"\nsession {str(budget['request'])[:16]}…: {used:,} of {total:,} budget tokens used,"
+            f" {unused:,} left; {locked:,} lamports locked, {int(budget['owed_lamports']):,} owed so far"
+            " (settled when the session ends; the rest stays in your vault)"
+        )
+    elif bal.get("pricing_mode") == "session":
+        text += "\nno open session (`xephy-device user recharge --session` opens one)"
+    return text
+
+
 def _open_session(args: argparse.Namespace, config: Config) -> _Session:
     client = ChatClient(chat_socket(args, config))
     machine = str(client.health()["machine"])
@@ -142,8 +160,7 @@ def run_repl(
                 session.ask(line.removeprefix("/") if line.startswith("//") else line, out, max_tokens)
             elif command == "/balance":
                 session.authorize()
-                bal = session.client.balance()
-                out.write(f"balance {bal['total']} tokens ({bal['available']} available)\n")
+                out.write(balance_text(session.client.balance()) + "\n")
             elif command == "/reset":
                 session.reset()
                 out.write("new conversation\n")

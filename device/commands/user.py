@@ -17,9 +17,12 @@ are hex or ``npub1…``; relays are URLs or bare hosts (``relay.damus.io`` means
 ``user deposit N``        move N SOL from the wallet into the vault
 ``user withdraw N``       move N available SOL from the vault back to the wallet
 ``user balance``          wallet, vault, locked, available lamports, the next nonce and the device-side
-                          token balance from the device's Transaction events (``--json``)
+                          token balance from the device's Transaction events and your open sessions
+                          (``--json``)
 ``user sign``             print a ``recover_info`` authorizing one payment, bound to a machine and amount
 ``user recharge``         sign, publish a Request like the dApp, wait for the device's grant or refusal
+                          (``--session``: require a pay-as-you-go session: lock now, pay by use)
+``user stop``             end your open pay-as-you-go session; prints locked / settled / returned lamports
 ``user token``            print a chat bearer token (an OpenAI client's ``api_key``) for one device
 ========================  ===========================================================================
 
@@ -69,6 +72,7 @@ from device.solana import program as prog
 from device.solana.client import ChainClient, TxOutcome, UserBalance
 from device.solana.program import ProgramVersion
 from device.wallet.recharge import RechargeTarget, describe, recharge
+from device.wallet.sessions import OpenSession, describe_sessions, fetch_open_sessions, stop_session
 from device.wallet.signing import AUTHORIZATION_VALIDITY_SECONDS, sign_payload
 from device.wallet.solana_cli import format_sol, read_cli_config, user_keypair_path
 from device.wallet.transaction_feed import fetch_transactions, token_total
@@ -312,6 +316,14 @@ async def _device_tokens(args: argparse.Namespace, config: Config, user: Pubkey)
     return token_total(records), f"{len(records)} Transaction events"
 
 
+async def _open_sessions(args: argparse.Namespace, config: Config, user: Pubkey) -> list[OpenSession] | None:
+    """The user's open pay-as-you-go sessions on the device (None when its relays cannot be read)."""
+    try:
+        return await fetch_open_sessions(_recharge_target(args, config), str(user))
+    except DeviceError:
+        return None
+
+
 def cmd_user_balance(args: argparse.Namespace, config: Config) -> int:
     """Print wallet, vault, locked, available, the next nonce and the device-side token balance."""
     user = _user_keypair(args).pubkey()
@@ -319,12 +331,21 @@ def cmd_user_balance(args: argparse.Namespace, config: Config) -> int:
     async def body(client: ChainClient) -> int:
         balance = await client.balance(user)
         tokens, source = await _device_tokens(args, config, user)
+        sessions = await _open_sessions(args, config, user)
         if args.json:
-            print(json.dumps({**_balance_dict(user, balance), "tokens": tokens}))
+            rows = None if sessions is None else describe_sessions(sessions)
+            print(json.dumps({**_balance_dict(user, balance), "tokens": tokens, "open_sessions": rows}))
         else:
             _print_balance(user, balance)
             shown = f"{tokens:,}" if tokens is not None else "unknown"
             print(f"tokens     {shown} ({source})")
+            for opened in sessions or ():
+                print(
+                    f"session    {opened.request_id} open: {opened.locked_lamports} lamports locked, budget "
+                    f"{opened.budget_tokens:,} tokens (`xephy-device user stop` settles what you used)"
+                )
+            if sessions is None:
+                print("sessions   unknown (the device's relays cannot be read)")
         return 0
 
     return _run(args, config, body)
@@ -421,6 +442,12 @@ def cmd_user_recharge(args: argparse.Namespace, config: Config) -> int:
     target = _recharge_target(args, config)
     amount = config.pricing.recharge_lamports if args.amount is None else _amount(args, "--amount")
     version = config.solana.program
+    if args.session and _device_pricing_mode(config) != "session":
+        raise UserCommandError(
+            "the device charges prepaid (pricing.mode: prepaid): a recharge pays the whole amount at once; "
+            "run it with pricing.mode: session for pay-as-you-go, or recharge without --session",
+            code="session_unsupported",
+        )
 
     async def body(client: ChainClient) -> int:
         nonce, name = await _chain_facts(client, keypair.pubkey(), version, amount, None, None)
@@ -439,11 +466,53 @@ def cmd_user_recharge(args: argparse.Namespace, config: Config) -> int:
             f"granted {result.tokens:,} tokens "
             f"(request {result.request_id}, transaction {result.transaction_id})"
         )
+        if result.session is not None:
+            print(
+                f"session open: {result.session.get('locked_lamports')} lamports locked in your vault "
+                "(not paid); when it ends you pay ceil(tokens used / tokens per lamport) and the rest is "
+                "unlocked; `xephy-device user stop` ends it now"
+            )
         if args.json:
             print(describe(result))
         return 0
 
     return _run(args, config, body)
+
+
+def _device_pricing_mode(config: Config) -> str:
+    """``pricing.mode`` of the running agent (its endpoints.json), else of this configuration."""
+    try:
+        return Endpoints.read(config.device.state_dir).pricing_mode
+    except DeviceError:
+        return config.pricing.mode
+
+
+def cmd_user_stop(args: argparse.Namespace, config: Config) -> int:
+    """End the user's open pay-as-you-go session and print what was settled and returned."""
+    user = load_keypair(args.keypair).pubkey()
+    target = _recharge_target(args, config)
+
+    async def main() -> int:
+        sessions = await fetch_open_sessions(target, str(user))
+        chosen = [s for s in sessions if args.request in (None, s.request_id)]
+        if not chosen:
+            which = f" {args.request}" if args.request else ""
+            raise UserCommandError(
+                f"no open session{which} of {user} on machine {target.machine_pubkey}",
+                code="session_not_found",
+            )
+        summary = await stop_session(chosen[-1], target, wait_seconds=args.timeout)
+        if args.json:
+            print(json.dumps({"request": chosen[-1].request_id, **summary}))
+        else:
+            print(f"session {chosen[-1].request_id} ended ({summary.get('reason')})")
+            print(f"tokens used  {summary.get('tokens_used')}")
+            print(f"locked       {summary.get('locked_lamports')} lamports")
+            print(f"settled      {summary.get('settled_lamports')} lamports (paid to the operator)")
+            print(f"returned     {summary.get('returned_lamports')} lamports (unlocked in your vault)")
+        return 0
+
+    return asyncio.run(main())
 
 
 def cmd_user_token(args: argparse.Namespace, config: Config) -> int:
@@ -629,5 +698,23 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
         help="authorization validity",
     )
     recharge_cmd.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="wait this long")
+    recharge_cmd.add_argument(
+        "--session",
+        action="store_true",
+        help="require a pay-as-you-go session (lock now, pay only what you use); refused by a prepaid device",
+    )
     recharge_cmd.add_argument("--json", action="store_true", help="also print one JSON line")
     recharge_cmd.set_defaults(handler=cmd_user_recharge)
+
+    stop = actions.add_parser(
+        "stop",
+        parents=[common, keypair_opt, device_opt],
+        help="end your pay-as-you-go session: pay what you used, unlock the rest",
+        description="Publish Request{Available, UserRequest} for your open session; wait for its settlement.",
+    )
+    stop.add_argument(
+        "--request", default=None, metavar="ID", help="the session's Request id (default: your open session)"
+    )
+    stop.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="wait this long")
+    stop.add_argument("--json", action="store_true", help="print one JSON object")
+    stop.set_defaults(handler=cmd_user_stop)

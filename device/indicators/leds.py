@@ -10,8 +10,8 @@ Wiring (BCM numbers; see ``docs/hardware.md`` for the full table)::
 What they show:
 
 * **status** — a short flash once a second while the model loads; steady when ready; slow blink
-  (1 Hz) while the relay or the chain is unreachable; fast blink (5 Hz) while generating; off once
-  the agent stops.
+  (1 Hz) while the relay or the chain is unreachable; fast blink (5 Hz) while generating; on with a
+  short dark gap every 2 s while a pay-as-you-go session is open; off once the agent stops.
 * **error** — lit for ``error_hold_seconds`` after each new error (a refused
   Request, a failed chat).
 * **balance** — on a bar graph, the fraction of the current user's last grant
@@ -43,7 +43,12 @@ __all__ = ["BLINK_TIMES", "RGB_VALUES", "LedIndicator"]
 
 #: (on, off) seconds of each blinking pattern.
 BLINK_TIMES: Mapping[LedPattern, tuple[float, float]] = MappingProxyType(
-    {LedPattern.SLOW_BLINK: (0.5, 0.5), LedPattern.FAST_BLINK: (0.1, 0.1), LedPattern.FLASH: (0.1, 0.9)}
+    {
+        LedPattern.SLOW_BLINK: (0.5, 0.5),
+        LedPattern.FAST_BLINK: (0.1, 0.1),
+        LedPattern.FLASH: (0.1, 0.9),
+        LedPattern.SESSION: (1.8, 0.2),
+    }
 )
 
 #: RGB LED values per balance colour (on/off channels, so any GPIO pin works).

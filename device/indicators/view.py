@@ -35,6 +35,7 @@ class LedPattern(Enum):
     FAST_BLINK = "fast blink"
     FLASH = "flash"
     """A short flash once a second: the model is loading, nothing is served yet."""
+    SESSION = "session"  # mostly on with a short dark gap: a pay-as-you-go session is open
 
 
 class BalanceColour(Enum):
@@ -48,7 +49,7 @@ class BalanceColour(Enum):
 
 def status_pattern(state: DeviceState) -> LedPattern:
     """A flash while loading, fast blink while generating, slow blink while relay or chain is
-    unreachable, else steady."""
+    unreachable, the session pattern while a pay-as-you-go session is open, else steady."""
     if state.relay is LinkStatus.STOPPED:
         return LedPattern.OFF
     if state.loading:
@@ -57,6 +58,8 @@ def status_pattern(state: DeviceState) -> LedPattern:
         return LedPattern.FAST_BLINK
     if not state.reachable:
         return LedPattern.SLOW_BLINK
+    if state.open_sessions:
+        return LedPattern.SESSION
     return LedPattern.STEADY
 
 
@@ -76,14 +79,18 @@ def status_line(state: DeviceState) -> str:
         return "No relay"
     if state.chain is ChainStatus.UNREACHABLE:
         return "No chain"
-    return "Ready"
+    if state.open_sessions:
+        return f"Session x{state.open_sessions}" if state.open_sessions > 1 else "Session open"
+    return "Ready (session)" if state.pricing_mode == "session" else "Ready"
 
 
 def balance_line(state: DeviceState) -> str:
-    """``Bal 1,234,567`` (thousands separators), or ``Bal -`` when no user is known yet."""
+    """``Bal 1,234,567`` (thousands separators), or ``Bal -`` when no user is known yet; ``Ses`` instead of
+    ``Bal`` in ``pricing.mode: session`` (the tokens are a session budget, paid by use)."""
+    label = "Ses" if state.pricing_mode == "session" else "Bal"
     if state.user_balance is None:
-        return "Bal -"
-    return f"Bal {state.user_balance:,}"
+        return f"{label} -"
+    return f"{label} {state.user_balance:,}"
 
 
 def balance_colour(fraction: float | None, green_above: float, amber_above: float) -> BalanceColour:

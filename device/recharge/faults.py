@@ -13,6 +13,15 @@ cut.  Without the variable every point is a no-op.  Points, in the order a recha
     the transaction landed on chain; the grant is not written yet.
 ``after_grant``
     the grant and its outbox events are committed; the relay link has not been woken yet.
+
+In ``pricing.mode: session`` the four points above apply to the ``lock``; a session's settlement passes:
+
+``before_settle``
+    the session is closed (unused budget debited, settle amount fixed); no ``settle`` is signed yet.
+``after_settle_submit``
+    the ``settle`` transaction's signature and bytes are recorded; it has not been sent yet.
+``after_settle_landed``
+    the ``settle`` landed on chain; the session is not marked settled and its ``Status`` not written.
 """
 
 from __future__ import annotations
@@ -26,7 +35,17 @@ from typing import Final
 log = logging.getLogger(__name__)
 
 FAULT_ENV: Final = "XEPHY_DEVICE_FAULT"
-FAULT_POINTS: Final = frozenset({"before_pay", "after_submit", "after_landed", "after_grant"})
+FAULT_POINTS: Final = frozenset(
+    {
+        "before_pay",
+        "after_submit",
+        "after_landed",
+        "after_grant",
+        "before_settle",
+        "after_settle_submit",
+        "after_settle_landed",
+    }
+)
 
 
 def _kill_self() -> None:

@@ -17,6 +17,10 @@ Exactly once, across duplicates, concurrency and crashes (``shared/design.md``, 
 4. One user at a time (a per-user lock): two authorizations of one user share the on-chain nonce, so only
    one of them can land; different users settle concurrently.
 
+Pay-as-you-go (``pricing.mode: session``, :mod:`device.recharge.sessions`): the same path with a ``lock``
+instead of the ``pay`` (row ``charge`` = ``lock``; a row keeps its charge across restarts and mode changes),
+and the grant opens a session; ``Request{Available, UserRequest}`` stops one.
+
 Trust: recharges are accepted from any author.  ``AdminRequest``/``Reset`` are accepted only from
 ``nostr.admin_pubkeys`` (others are refused ``unauthorized``).  This device has no occupancy to reset --
 every recharge is its own transaction -- so an admin request is only acknowledged with
@@ -61,9 +65,10 @@ from device.protocol import (
 )
 from device.recharge.faults import FaultPoints
 from device.recharge.replies import acknowledgement, grant_messages, refusal
+from device.recharge.sessions import SessionKeeper
 from device.relay import IncomingEvent
 from device.solana.authorization import charge_amount
-from device.solana.client import SettlementClient, SignedPay, TxOutcome
+from device.solana.client import SettlementClient, SignedTransaction, TxOutcome, TxStatus
 from device.solana.errors import ChainUnavailable, SettlementError
 from device.state import Activity, ChainStatus, Change, ChangeKind, StateHub
 
@@ -128,6 +133,7 @@ class RechargeProcessor:
         retry_initial_seconds: float = 1.0,
         retry_max_seconds: float = 60.0,
         background_settlement: bool = False,
+        sessions: SessionKeeper | None = None,
     ) -> None:
         self._ledger = ledger
         self._settlement = settlement
@@ -145,6 +151,10 @@ class RechargeProcessor:
         self._trusted = frozenset(config.nostr.trusted_authors) | {self._self}
         self._namespace_id = config.solana.namespace_id
         self._pricing = config.pricing
+        # Pay-as-you-go (device/recharge/sessions.py): with a keeper, Request{Available, UserRequest} stops a
+        # session, and in ``pricing.mode: session`` a recharge is a ``lock`` (row charge "lock").
+        self._sessions = sessions
+        self._charge = "lock" if sessions is not None and config.pricing.mode == "session" else "pay"
         self._locks = _UserLocks()
         self._settling = 0
         self._retry_task: asyncio.Task[None] | None = None
@@ -258,6 +268,15 @@ class RechargeProcessor:
         if request.reason in _ADMIN_REASONS:
             await self._on_admin(event_id, author, request)
             return
+        if self._sessions is not None and (request.to_status, request.reason) == (
+            MachineStatus.Available,
+            Reason.UserRequest,
+        ):
+            try:
+                await self._sessions.stop(event_id, author, request)
+            except DeviceError as exc:
+                await self._refuse_new(event_id, author, request.payload, exc.code, exc.message)
+            return
         if (request.to_status, request.reason) != (MachineStatus.Working, Reason.UserRequest):
             await self._refuse_new(
                 event_id,
@@ -294,6 +313,7 @@ class RechargeProcessor:
             amount_lamports=order.amount_lamports,
             tokens=order.tokens,
             payload=payload,
+            charge=self._charge,
         )
 
     def _settle_in_background(self, row: RechargeRow) -> None:
@@ -396,6 +416,10 @@ class RechargeProcessor:
         self._hub.update(chain=ChainStatus.REACHABLE)
         current = await asyncio.to_thread(self._ledger.recharge, row.request_id)
         assert current is not None
+        sessions = self._sessions
+        if not outcome.ok and current.charge == "lock" and sessions is not None:
+            landed = await sessions.landed_anyway(current, outcome)  # the lock account exists
+            outcome = TxOutcome(TxStatus.LANDED, outcome.signature) if landed else outcome
         if outcome.ok:
             self._faults.reached("after_landed")
             await self._grant(current)
@@ -431,13 +455,17 @@ class RechargeProcessor:
                 exc.signature = signed.signature
             raise
 
-    async def _prepare(self, row: RechargeRow) -> SignedPay | None:
+    async def _prepare(self, row: RechargeRow) -> SignedTransaction | None:
         assert row.payload is not None and row.user is not None
         assert row.nonce is not None and row.amount_lamports is not None
         try:
             info: RecoverInfo = decode_recover_info(
                 decode_payload(row.payload).recover_info, path="payload.recover_info"
             )
+            if row.charge == "lock":
+                if self._sessions is None:
+                    raise RechargeRefusal("this agent runs without sessions", code="request_unsupported")
+                return await self._sessions.prepare_lock(row, info)
             return await self._settlement.prepare_pay(
                 Pubkey.from_string(row.user),
                 info,
@@ -455,6 +483,10 @@ class RechargeProcessor:
     # ---------------------------------------------------------------------------------------- results
     async def _grant(self, row: RechargeRow) -> None:
         assert row.payload is not None and row.user is not None and row.tokens is not None
+        if row.charge == "lock" and self._sessions is not None:
+            if await self._sessions.grant_lock(row):
+                self._faults.reached("after_grant")
+            return
         assert row.signature is not None  # granted only once its pay landed
         working, transaction, available = grant_messages(row.request_id, row.payload, row.user, row.tokens)
         events = [

@@ -734,7 +734,7 @@ class SettlementClient(ChainClient):
     @classmethod
     def from_config(
         cls, config: SolanaConfig, bot: Keypair, *, rpc_url: str | None = None, **options: Any
-    ) -> SettlementClient:
+    ) -> Self:
         """A client for the ``solana`` section of the configuration.
 
         ``rpc_url`` overrides ``solana.rpc_url``; it is required when the config says ``embedded`` (the

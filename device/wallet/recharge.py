@@ -18,6 +18,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from nostr_sdk import (
     Event,
@@ -70,6 +71,7 @@ class RechargeResult:
     request_id: str
     tokens: int
     transaction_id: str
+    session: dict[str, Any] | None = None  # pay-as-you-go: {"locked_lamports", "budget_tokens"}
 
 
 def build_request_event(payload: str, target: RechargeTarget, keys: Keys) -> Event:
@@ -114,6 +116,7 @@ async def recharge(payload: str, target: RechargeTarget, *, wait_seconds: float)
 
 async def _await_answer(stream: object, request_id: str, user: str) -> RechargeResult:
     working = False
+    session: dict[str, Any] | None = None
     while True:
         notification = await stream.next()  # type: ignore[attr-defined]
         if notification is None:
@@ -129,13 +132,24 @@ async def _await_answer(stream: object, request_id: str, user: str) -> RechargeR
             continue
         if isinstance(message, Status) and message.initial_request == request_id:
             if message.reason is Reason.LockFailed:
-                raise _refusal(message)
-            working = working or message.status is MachineStatus.Working
+                raise refusal_error(message)
+            if message.status is MachineStatus.Working:
+                working, session = True, _session_of(message)
         elif isinstance(message, Transaction) and working and message.user == user and message.tokens > 0:
-            return RechargeResult(request_id, message.tokens, event.id().to_hex())
+            return RechargeResult(request_id, message.tokens, event.id().to_hex(), session)
 
 
-def _refusal(status: Status) -> RechargeFailed:
+def _session_of(status: Status) -> dict[str, Any] | None:
+    """The ``"session"`` object a session-mode device adds to its Working payload, else None."""
+    try:
+        found = json.loads(status.payload).get("session")
+    except (ValueError, AttributeError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def refusal_error(status: Status) -> RechargeFailed:
+    """The device's ``Status{…, LockFailed}`` as an error carrying the code from its payload."""
     code, text = "recharge_refused", "the device refused the request"
     try:
         error = decode_payload(status.payload).error
@@ -149,5 +163,10 @@ def _refusal(status: Status) -> RechargeFailed:
 def describe(result: RechargeResult) -> str:
     """One JSON line for scripts."""
     return json.dumps(
-        {"request": result.request_id, "tokens": result.tokens, "transaction": result.transaction_id}
+        {
+            "request": result.request_id,
+            "tokens": result.tokens,
+            "transaction": result.transaction_id,
+            "session": result.session,
+        }
     )

@@ -82,6 +82,14 @@ async def fetch_transactions(
     relays: Sequence[str], *, authors: Sequence[str], session: str, machine: str, user: str | None = None
 ) -> list[TransactionRecord]:
     """Every trusted Transaction about ``machine`` (optionally for one ``user``) the relays hold."""
+    events = await fetch_machine_events(relays, authors=authors, session=session, machine=machine)
+    return transaction_records(events, authors=set(authors), session=session, machine=machine, user=user)
+
+
+async def fetch_machine_events(
+    relays: Sequence[str], *, authors: Sequence[str], session: str, machine: str
+) -> list[Event]:
+    """Every event of ``authors`` about ``machine`` in ``session`` the relays hold (paged; unverified)."""
     try:
         async with connected_client(relays) as client:
             events: list[Event] = []
@@ -103,5 +111,5 @@ async def fetch_transactions(
     except DeviceError:
         raise
     except Exception as exc:  # nostr_sdk raises its own error classes
-        raise FeedError(f"cannot read Transaction events from {', '.join(relays)}: {exc}") from exc
-    return transaction_records(events, authors=set(authors), session=session, machine=machine, user=user)
+        raise FeedError(f"cannot read the device's events from {', '.join(relays)}: {exc}") from exc
+    return events

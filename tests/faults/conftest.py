@@ -34,13 +34,26 @@ def localnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalnetProce
 async def rig_factory(
     request: pytest.FixtureRequest, tmp_path: Path, localnet: LocalnetProcess
 ) -> AsyncIterator[object]:
-    """``await make(relays=1, disk_kib=None, model=None)`` builds a rig; every rig is closed at the end."""
+    """``await make(relays=1, disk_kib=None, model=None, pricing_mode="prepaid")`` builds a rig; every rig is
+    closed at the end."""
     rigs: list[FaultRig] = []
     name = re.sub(r"^test_", "", request.node.name)
 
-    async def make(*, relays: int = 1, disk_kib: int | None = None, model: Path | None = None) -> FaultRig:
+    async def make(
+        *,
+        relays: int = 1,
+        disk_kib: int | None = None,
+        model: Path | None = None,
+        pricing_mode: str = "prepaid",
+    ) -> FaultRig:
         rig = await FaultRig.create(
-            name, tmp_path / f"rig{len(rigs)}", localnet, relays=relays, disk_kib=disk_kib, model=model
+            name,
+            tmp_path / f"rig{len(rigs)}",
+            localnet,
+            relays=relays,
+            disk_kib=disk_kib,
+            model=model,
+            pricing_mode=pricing_mode,
         )
         rigs.append(rig)
         return rig

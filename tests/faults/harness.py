@@ -527,6 +527,7 @@ class FaultRig:
     treasury: Pubkey = field(default_factory=lambda: Keypair().pubkey())
     treasury_start: int = 0
     started: float = field(default_factory=time.monotonic)
+    pricing_mode: str = "prepaid"
     _socket_dir: Path | None = None
 
     # ---------------------------------------------------------------------------------- lifecycle
@@ -542,8 +543,9 @@ class FaultRig:
         relays: int = 1,
         disk_kib: int | None = None,
         model: Path | None = None,
+        pricing_mode: str = "prepaid",
     ) -> FaultRig:
-        rig = cls(name, tmp, localnet)
+        rig = cls(name, tmp, localnet, pricing_mode=pricing_mode)
         rig.model = model
         rig.logs.mkdir(parents=True, exist_ok=True)
         for i in range(relays):
@@ -613,7 +615,7 @@ class FaultRig:
             f"nostr:\n  relays: [{relays}]\n"
             f"solana:\n  rpc_url: {self.proxy.url}\n  namespace_id: {self.namespace_id}\n"
             "  confirm_timeout_seconds: 10\n"
-            f"pricing:\n  recharge_lamports: {PRICE}\n  tokens_per_lamport: 1\n"
+            f"pricing:\n  recharge_lamports: {PRICE}\n  tokens_per_lamport: 1\n  mode: {self.pricing_mode}\n"
             f"{llm}"
             f"chat:\n  socket: {self.chat_socket}\n"
             "indicators:\n  console: 'off'\n"

@@ -313,6 +313,79 @@ async def test_settle_of_more_than_the_lock_or_a_missing_lock_fails(
     assert err == custom_error(3012)
 
 
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize(
+    "case", ["expired_deadline", "wrong_signature", "insufficient_funds", "replayed_nonce"]
+)
+async def test_lock_checks_the_authorization_like_pay_and_locks_nothing_on_failure(
+    client: AsyncClient, server: LocalnetServer, version: ProgramVersion, case: str
+) -> None:
+    op = await make_operator(client, version)
+    chain, now = server.chain, server.chain.unix_timestamp
+    good = op.authorize(nonce=0, deadline=now + 3_600)
+    nonce, amount, code = 0, 1_000_000, case
+    if case == "expired_deadline":
+        good = op.authorize(nonce=0, deadline=now + 10)
+        chain.advance_clock(11)
+        code = "signature_expired"
+    elif case == "wrong_signature":
+        good = op.authorize(nonce=0, deadline=now + 3_600, signer=Keypair())
+        code = "signature_mismatch"
+    elif case == "insufficient_funds":
+        amount = 50_000_001
+    else:  # the same authorization again after a lock used its nonce
+        first = build_tx(await blockhash(client), op.bot, [op.lock_ix(good, 1_000_000, nonce=0)])
+        await client.send_transaction(first, TxOpts(skip_confirmation=False))
+        nonce, amount, code = 1, 1_000_001, "signature_mismatch"
+    state_before = await user_state(client, op)
+
+    _, err = await send_skip_preflight(
+        client, build_tx(await blockhash(client), op.bot, [op.lock_ix(good, amount, nonce=nonce)])
+    )
+
+    assert err == custom_error(error_number(version, code))
+    assert await user_state(client, op) == state_before  # nonce and locked amount unchanged
+    assert (
+        await client.get_account_info(bp.lock_pda(op.ref.program_id, op.user.pubkey(), nonce))
+    ).value is None
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_only_the_operators_bot_settles_and_only_to_its_treasury(
+    client: AsyncClient, server: LocalnetServer, version: ProgramVersion
+) -> None:
+    op = await make_operator(client, version)
+    recover_info = op.authorize(nonce=0, deadline=server.chain.unix_timestamp + 600)
+    await client.send_transaction(
+        build_tx(await blockhash(client), op.bot, [op.lock_ix(recover_info, 10_000_000, nonce=0)]),
+        TxOpts(skip_confirmation=False),
+    )
+    stranger = Keypair.from_seed(bytes([203]) * 32)
+    server.chain.airdrop(stranger.pubkey(), SOL)
+
+    def settle(bot: Keypair, treasury: Any) -> Any:
+        return bp.settle(
+            op.ref,
+            user=op.user.pubkey(),
+            nonce=0,
+            treasury=treasury,
+            bot=bot.pubkey(),
+            payer=bot.pubkey(),
+            amount=1,
+            namespace_id=op.namespace_id,
+        )
+
+    _, err = await send_skip_preflight(
+        client, build_tx(await blockhash(client), stranger, [settle(stranger, op.treasury.pubkey())])
+    )
+    assert err == custom_error(2001)  # has_one bot
+    _, err = await send_skip_preflight(
+        client, build_tx(await blockhash(client), op.bot, [settle(op.bot, Keypair().pubkey())])
+    )
+    assert err == custom_error(2003)  # treasury is not the operator's
+    assert (await user_state(client, op)).locked_amount == 10_000_000
+
+
 async def test_withdraw_keeps_locked_lamports(client: AsyncClient, server: LocalnetServer) -> None:
     op = await make_operator(client, ProgramVersion.V2)
     recover_info = op.authorize(nonce=0, deadline=server.chain.unix_timestamp + 600)

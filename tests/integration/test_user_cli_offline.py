@@ -198,3 +198,25 @@ async def test_airdrop_is_refused_unless_the_rpc_is_a_localnet(
     assert code == 1
     assert "airdrop_refused" in capsys.readouterr().err
     assert fake_rpc.methods() == ["getVersion"]
+
+
+def test_recharge_session_is_refused_before_signing_when_the_device_is_prepaid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no running agent: this config's pricing.mode (prepaid) decides
+    config = write_config(tmp_path, rpc_url="http://127.0.0.1:9")
+    device = ["--relay", "ws://127.0.0.1:9", "--machine", MACHINE, "--device-pubkey", MACHINE]
+    args = [
+        "user",
+        "recharge",
+        "--session",
+        "--config",
+        str(config),
+        "--keypair",
+        str(keypair_file(tmp_path)),
+    ]
+
+    assert main([*args, *device]) == 1
+
+    err = capsys.readouterr().err
+    assert err.startswith("xephy-device: session_unsupported: ") and "prepaid" in err

@@ -29,6 +29,11 @@ RUN_BY: dict[tuple[str, str, str], str] = {
     ("docs/localnet.md", "python", "import asyncio"): "test_the_localnet_script_runs",
     ("docs/config.md", "", "config_invalid:"): "test_the_config_error_examples_are_what_the_parser_says",
     ("docs/deploy.md", "", "xephy-device provision"): "test_command_examples_parse",
+    (
+        "docs/cli.md",
+        "sh",
+        "printf 'pricing:",
+    ): "tests/system/test_agent_session.py (the same CLI steps, session mode)",
     ("docs/demo.md", "sh", "make demo"): "tests/system/test_demo.py (runs device.devtools.demo)",
     ("docs/demo.md", "text", "$ make demo"): "tests/system/test_demo.py (a recorded run of the same script)",
 }

@@ -189,6 +189,66 @@ def test_pay_data_v1_has_no_namespace_id() -> None:
     assert bytes(ix.data) == expected
 
 
+# lock and settle (pay-as-you-go sessions): section 6.4 discriminators, the 6.7 authorization,
+# DeCharge's PREPAID_AMOUNT 10,000,000 = 0x989680 and TRANSFER_AMOUNT 5,000,000 = 0x4c4b40
+LOCK_AMOUNT_LE = "8096980000000000"
+
+
+def test_lock_data_v2_byte_for_byte() -> None:
+    expected = bytes.fromhex(
+        "1513d02bed3eff57"
+        + "0000000000000000"
+        + SIGNATURE_V2.hex()
+        + EXTRA_DATA.hex()
+        + "8721c96700000000"
+        + LOCK_AMOUNT_LE
+    )
+    ix = bp.lock(
+        ProgramRef.default(V2),
+        user=USER,
+        nonce=0,
+        bot=BOT,
+        payer=PAYER,
+        recover_info=recover_info(),
+        amount=10_000_000,
+        namespace_id=0,
+    )
+    assert len(expected) == 160
+    assert bytes(ix.data) == expected
+
+
+def test_lock_data_v1_has_no_namespace_id() -> None:
+    expected = bytes.fromhex(
+        "1513d02bed3eff57" + SIGNATURE_V1.hex() + EXTRA_DATA.hex() + "8721c96700000000" + LOCK_AMOUNT_LE
+    )
+    ix = bp.lock(
+        ProgramRef.default(V1),
+        user=USER,
+        nonce=0,
+        bot=BOT,
+        payer=PAYER,
+        recover_info=recover_info(SIGNATURE_V1),
+        amount=10_000_000,
+    )
+    assert len(expected) == 152
+    assert bytes(ix.data) == expected
+
+
+@pytest.mark.parametrize("version", [V1, V2])
+def test_settle_data_is_the_same_24_bytes_in_both_versions(version: ProgramVersion) -> None:
+    ix = bp.settle(
+        ProgramRef.default(version),
+        user=USER,
+        nonce=3,
+        treasury=TREASURY,
+        bot=BOT,
+        payer=PAYER,
+        amount=PAY_AMOUNT,
+    )
+    assert bytes(ix.data).hex() == "af2ab957908366d4" + "0300000000000000" + "404b4c0000000000"
+    assert bp.decode_instruction(version, bytes(ix.data)) == bp.SettleArgs(nonce=3, amount=PAY_AMOUNT)
+
+
 @pytest.mark.parametrize(("version", "size"), [(V2, 160), (V1, 152)])
 def test_signed_instruction_sizes(version: ProgramVersion, size: int) -> None:
     for args in (bp.LockArgs(recover_info(), 1), bp.PayArgs(recover_info(), 1)):
