@@ -114,7 +114,8 @@ def test_the_file_stops_growing_once_old_rows_are_pruned(ledger: Ledger, clock: 
         sizes.append(ledger.file_bytes())
         clock.now += DAY
 
-    assert max(sizes[2:]) <= sizes[1] * 1.1, sizes
+    # two days are kept (the cutoff is exclusive); from then on each day's prune frees what it adds
+    assert max(sizes[3:]) <= sizes[2] * 1.05, sizes
 
 
 # ------------------------------------------------------------------------------------ incremental vacuum
