@@ -41,6 +41,7 @@ from device.protocol import (
     Transaction,
     decode_message,
     decode_payload,
+    decode_payload_error,
     encode_message,
     event_tags,
 )
@@ -138,7 +139,7 @@ async def _await_answer(stream: object, request_id: str, user: str) -> RechargeR
 def _refusal(status: Status) -> RechargeFailed:
     code, text = "recharge_refused", "the device refused the request"
     try:
-        error = decode_payload(status.payload).error
+        error = decode_payload_error(status.payload)
         if error is not None:
             code, text = error.code, error.message
     except ProtocolError:

@@ -129,7 +129,8 @@ def test_an_older_ledger_is_migrated_and_converted_to_incremental_vacuum(path: P
     legacy_ledger(path, version=2)
     with sqlite3.connect(path) as conn:
         conn.execute(
-            "INSERT INTO ops (key, user, delta, kind, created_at) VALUES ('req-1', ?, 7, 'grant', 1)", (ALICE,)
+            "INSERT INTO ops (key, user, delta, kind, created_at) VALUES ('req-1', ?, 7, 'grant', 1)",
+            (ALICE,),
         )
         assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 0
 
