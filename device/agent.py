@@ -178,6 +178,7 @@ class Agent:
                 on_event=processor.handle,
                 on_state=self._on_link_state,
                 overlap_seconds=self.config.nostr.overlap_seconds,
+                auth_keys=self.keys.nostr,
             )
             await self.link.start()
             stack.push_async_callback(self.link.stop)

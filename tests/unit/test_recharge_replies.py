@@ -1,4 +1,4 @@
-"""Refusal and grant replies: a refusal carries the Request's id and the error only; grants echo the payload."""
+"""Refusal and grant replies: a refusal carries the Request id and the error only; grants echo the payload."""
 
 from __future__ import annotations
 
