@@ -39,8 +39,9 @@ subscription (``CLOSED``) is retried ever more slowly rather than in a tight loo
 Publishing
 ----------
 Only rows of the ledger outbox are published, by :class:`device.relay.outbox.OutboxPublisher`: by
-priority (grants and debits before refusals), then oldest first, up to ``publish_window`` in flight, the
-stored JSON (never re-signed), to every connected relay; the first ``OK`` acks the row.  Failures are
+priority (grants and debits before refusals, one at a time, in order), then oldest first (refusals up to
+``publish_window`` in flight), the stored JSON (never re-signed), to every connected relay; the first ``OK``
+acks the row.  Failures are
 retried with backoff; a refused row is parked so it cannot block the rest.
 
 Authentication (NIP-42)
@@ -70,7 +71,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Final
 
-import nostr_sdk
 from nostr_sdk import (
     ClientBuilder,
     ClientMessage,
@@ -89,6 +89,7 @@ from nostr_sdk import (
 )
 
 from device.ledger import Ledger
+from device.nostr_loop import restore_loop, use_loop
 from device.protocol import KIND, ProtocolError, read_routing
 from device.relay.backoff import Backoff
 from device.relay.catchup import Catchup, WireEvent
@@ -214,6 +215,7 @@ class RelayLink:
         self._drain_timeout = drain_timeout
         self._auth_keys = auth_keys  # nostr_sdk.Keys answering NIP-42 challenges, or None
         self._auth_sends: set[asyncio.Task[None]] = set()
+        self._previous_loop: Any = None  # nostr-sdk's callback loop before start(), put back by stop()
 
         self._state = LinkStatus.STOPPED
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -300,7 +302,7 @@ class RelayLink:
         publish_builder = ClientBuilder()
         if self._auth_keys is not None:
             # nostr-sdk calls the authenticator back through Python: it needs the running loop.
-            nostr_sdk.uniffi_set_event_loop(self._loop)
+            self._previous_loop = use_loop(self._loop)
             publish_builder = publish_builder.authenticator(SignerAuthenticator(self._auth_keys))
         self._publish_client = publish_builder.build()
         del publish_builder
@@ -373,6 +375,9 @@ class RelayLink:
         del client
         gc.collect()
         await asyncio.sleep(0)
+        if self._auth_keys is not None:
+            restore_loop(self._previous_loop)
+            self._previous_loop = None
         if self._cursor is not None:
             self._cursor.clear()
         self._loop = None
@@ -810,12 +815,26 @@ class RelayLink:
         await self._publisher.run(self._ready)
 
     async def _send(self, event: Any) -> SendOutcome | None:
-        """Publish ``event`` to every connected relay and classify the answers (None: none connected)."""
+        """Publish ``event`` to every connected relay and classify the answers (None: none connected).
+
+        With ``auth_keys``, an ``auth-required:`` answer is tried once more at once: nostr-sdk has
+        authenticated the connection meanwhile (a publish racing the authentication can still get it).
+        """
         targets = [s for s in self._slots if s.live]
         if not targets or self._publish_client is None:
             return None
-        names = {str(s.url): s.name for s in targets}
         await asyncio.gather(*(self._publish_connection(s) for s in targets))
+        outcome = await self._send_once(event, targets)
+        if (
+            self._auth_keys is not None
+            and outcome.acked_by is None
+            and any(ok_prefix(message) == "auth-required" for _relay, message in outcome.refusals)
+        ):
+            outcome = await self._send_once(event, targets)
+        return outcome
+
+    async def _send_once(self, event: Any, targets: list[_Slot]) -> SendOutcome:
+        names = {str(s.url): s.name for s in targets}
         try:
             out = await self._publish_client.send_event(
                 event,
