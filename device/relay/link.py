@@ -62,6 +62,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
+import json
 import logging
 import time
 from collections import OrderedDict
@@ -277,7 +278,7 @@ class RelayLink:
             clock=self._clock,
         )
 
-        self._client = ClientBuilder().verify_subscriptions(False).build()
+        self._client = ClientBuilder().verify_subscriptions(False).notification_channel_size(131072).build()
         self._stream = self._client.notifications()  # before connecting, so no message is missed
         # Reconnects are ours (own backoff, fresh `since`); the SDK pings so dead sockets surface.
         opts = RelayOptions().reconnect(False).ping(True)
@@ -605,7 +606,10 @@ class RelayLink:
             return
         if msg.is_event_msg():
             event = msg.event
-            wire = WireEvent(str(event.id().to_hex()), int(event.created_at().as_secs()), event)
+            # One call across the FFI for every field (each accessor is one, or two): under a flood of
+            # junk this is most of the link's cost per event, beside the signature check.
+            fields = json.loads(event.as_json())
+            wire = WireEvent(str(fields["id"]), int(fields["created_at"]), (event, fields))
             slot.queue.put_nowait(("event", msg.subscription_id, wire))
         elif msg.is_end_of_stored_events():
             fut = self._probes.get(msg.subscription_id)
@@ -765,9 +769,33 @@ class RelayLink:
             return
         await self._cursor.handled(token, incoming.created_at)
 
-    def _check(self, slot: _Slot, event: Any, event_id: str) -> IncomingEvent | None:
+    def _check(self, slot: _Slot, raw: Any, event_id: str) -> IncomingEvent | None:
+        event, fields = raw
+        kind, tags = fields.get("kind"), fields.get("tags")
         try:
-            valid = bool(event.verify())
+            if not isinstance(kind, int) or not isinstance(tags, list):
+                raise ProtocolError("kind or tags missing", code="invalid_tag")
+            tags = tuple(tuple(str(x) for x in tag) for tag in tags)
+            routing = read_routing(kind, tags)
+        except (ProtocolError, TypeError) as exc:
+            why = f"{getattr(exc, 'code', 'invalid_tag')}: {exc}"
+        else:
+            why = ""
+            if routing.session != self._session:
+                why = f"session {routing.session!r}"
+            elif routing.machine != self._machine:
+                why = f"machine {routing.machine}"
+        if why:  # routing first: it is cheap, and a foreign event is dropped whether it verifies or not
+            log.warning(
+                "dropped event %s from %s: not for us (%s)",
+                event_id,
+                slot.name,
+                why,
+                extra={"code": "relay_event_foreign"},
+            )
+            return None
+        try:
+            valid = bool(event.verify())  # id and signature, over the fields read above
         except Exception:
             valid = False
         if not valid:
@@ -778,34 +806,13 @@ class RelayLink:
                 extra={"code": "relay_event_invalid"},
             )
             return None
-        kind = int(event.kind().as_u16())
-        tags = tuple(tuple(str(x) for x in tag.to_vec()) for tag in event.tags())
-        try:
-            routing = read_routing(kind, tags)
-        except ProtocolError as exc:
-            why = f"{exc.code}: {exc.message}"
-        else:
-            why = ""
-            if routing.session != self._session:
-                why = f"session {routing.session!r}"
-            elif routing.machine != self._machine:
-                why = f"machine {routing.machine}"
-        if why:
-            log.warning(
-                "dropped event %s from %s: not for us (%s)",
-                event_id,
-                slot.name,
-                why,
-                extra={"code": "relay_event_foreign"},
-            )
-            return None
         return IncomingEvent(
             event_id=event_id,
-            author=str(event.author().to_hex()),
-            created_at=int(event.created_at().as_secs()),
+            author=str(fields["pubkey"]),
+            created_at=int(fields["created_at"]),
             kind=kind,
             tags=tags,
-            content=str(event.content()),
+            content=str(fields["content"]),
             relay_url=slot.name,
         )
 
