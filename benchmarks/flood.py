@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import hashlib
 import itertools
 import json
 import logging
@@ -171,17 +172,24 @@ class Clock:
         return self.now
 
 
-def incoming(event: Event) -> IncomingEvent:
-    """``event`` as the relay link hands it over."""
-    return IncomingEvent(
-        event.id().to_hex(),
-        event.author().to_hex(),
-        event.created_at().as_secs(),
-        KIND,
-        tuple(tuple(t.to_vec()) for t in event.tags()),
-        event.content(),
-        "ws://relay.bench",
-    )
+def junk_incoming(machine: str, n: int, start: int) -> list[IncomingEvent]:
+    """``n`` junk events as the relay link hands them over (ids made up: ``handle`` does not verify
+    signatures -- the link did -- and signing 100,000 events would only time nostr-sdk)."""
+    contents = junk_contents(machine)
+    tags = (("s", DEFAULT_SESSION), ("p", machine))
+    now = int(time.time())
+    return [
+        IncomingEvent(
+            hashlib.sha256(f"junk {i}".encode()).hexdigest(),
+            hashlib.sha256(f"author {i // 50}".encode()).hexdigest(),
+            now,
+            KIND,
+            tags,
+            f"{next(contents)} {i}",
+            "ws://relay.bench",
+        )
+        for i in range(start, start + n)
+    ]
 
 
 async def measure_bytes(n_junk: int, n_chats: int) -> dict[str, int]:
@@ -203,8 +211,8 @@ async def measure_bytes(n_junk: int, n_chats: int) -> dict[str, int]:
             )
             with logging_quiet():
                 for start in range(0, n_junk, 10_000):
-                    for event in junk_events(machine, min(10_000, n_junk - start)):
-                        await processor.handle(incoming(event))
+                    for event in junk_incoming(machine, min(10_000, n_junk - start), start):
+                        await processor.handle(event)
                     progress(f"junk handed over: {min(start + 10_000, n_junk)}")
             await processor.aclose()
             await settlement.close()
