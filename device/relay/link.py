@@ -784,11 +784,11 @@ class RelayLink:
         kind, tags = fields.get("kind"), fields.get("tags")
         try:
             if not isinstance(kind, int) or not isinstance(tags, list):
-                raise ProtocolError("kind or tags missing", code="invalid_tag")
+                raise TypeError("kind or tags missing")
             tags = tuple(tuple(str(x) for x in tag) for tag in tags)
             routing = read_routing(kind, tags)
         except (ProtocolError, TypeError) as exc:
-            why = f"{getattr(exc, 'code', 'invalid_tag')}: {exc}"
+            why = f"{exc.code}: {exc.message}" if isinstance(exc, ProtocolError) else str(exc)
         else:
             why = ""
             if routing.session != self._session:
