@@ -9,6 +9,7 @@ Start order (reverse on stop), each part handed its dependencies explicitly:
    device's bot registered;
 4. settlement client → recharge processor, which first resumes every unfinished recharge, and the
    session keeper (pay-as-you-go), which resumes unsettled sessions; at stop it settles open ones;
+   the ledger's retention (:class:`~device.retention.LedgerPruner`: prune now, then hourly);
 5. relay link: subscribes from ``cursor − overlap`` and publishes the outbox;
 6. chat holds a crash left open are settled at their last checkpoint (signed debits, exactly once);
    the model (one worker thread) and the chat socket (systemd's, or our own);
@@ -26,11 +27,11 @@ import functools
 import logging
 import os
 import signal
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from device import __version__
 from device.button import build_button
@@ -47,6 +48,7 @@ from device.recharge import FaultPoints, RechargeProcessor
 from device.recharge.sessions import SessionKeeper
 from device.relay import EmbeddedRelay, RelayLink
 from device.relay.embedded import RELAY_LMDB_DIR
+from device.retention import LedgerPruner
 from device.solana.session_client import SessionClient
 from device.state import ChainStatus, DeviceState, LinkStatus, StateHub
 from device.systemd_notify import Notifier, Watchdog, watchdog_interval
@@ -193,14 +195,18 @@ class Agent:
             await processor.resume_unfinished()
             await sessions.start()  # resumes unsettled sessions, settles those idle while the agent was down
             stack.push_async_callback(functools.partial(sessions.aclose, settle_open=False))  # a failed start
+            pruner = LedgerPruner(self.ledger, retention_seconds=self.config.ledger.retention_seconds)
+            await _background(stack, pruner.run(), name="ledger-pruner")
             self.link = RelayLink(
                 self.relay_urls,
                 ledger=self.ledger,
                 session=self.plan.session,
                 machine_pubkey=self.plan.machine_pubkey,
                 on_event=processor.handle,
+                screen=processor.screen,
                 on_state=self._on_link_state,
                 overlap_seconds=self.config.nostr.overlap_seconds,
+                auth_keys=self.keys.nostr,
             )
             await self.link.start()
             stack.push_async_callback(self.link.stop)
@@ -359,6 +365,17 @@ class Agent:
 
     def _on_link_state(self, status: LinkStatus) -> None:
         self.hub.update(relay=status)
+
+
+async def _background(stack: AsyncExitStack, work: Coroutine[Any, Any, None], *, name: str) -> None:
+    """Run ``work`` as a task until the stack unwinds (then cancel it)."""
+    task = asyncio.create_task(work, name=name)
+
+    async def cancel() -> None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    stack.push_async_callback(cancel)
 
 
 async def run_until_signalled(agent: Agent, out: TextIO) -> None:

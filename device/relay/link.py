@@ -11,8 +11,9 @@ events published while the device was down or disconnected are still delivered.
   brings older events, because relays cap how many a REQ returns) are collected until EOSE and
   delivered oldest first; after that, live events are delivered in arrival order.  Each relay has its
   own worker, so one relay's events are handed over one at a time; relays run side by side.
-* Every event is checked — id and signature (``Event.verify``), then kind, ``s`` and ``p`` with
-  :func:`device.protocol.read_routing` against our session and machine — before ``on_event``.
+* Every event is checked — kind, ``s`` and ``p`` with :func:`device.protocol.read_routing` against our
+  session and machine, then the consumer's optional ``screen`` (its cheap checks: junk is dropped
+  before the costlier signature check), then id and signature (``Event.verify``) — before ``on_event``.
 * Repeats (several relays, re-subscriptions) are dropped by event id with a bounded in-memory set.
   The durable dedupe is the consumer's: this link never calls ``ledger.remember_event``.
 * The device's own ``Status``/``Transaction`` events carry the same ``s``/``p`` tags, so they come
@@ -38,9 +39,21 @@ subscription (``CLOSED``) is retried ever more slowly rather than in a tight loo
 
 Publishing
 ----------
-Only rows of the ledger outbox are published, by :class:`device.relay.outbox.OutboxPublisher`: oldest
-first, one at a time, the stored JSON (never re-signed), to every connected relay; the first ``OK``
-acks the row.  Failures are retried with backoff; a refused row is parked so it cannot block the rest.
+Only rows of the ledger outbox are published, by :class:`device.relay.outbox.OutboxPublisher`: by
+priority (grants and debits before refusals, one at a time, in order), then oldest first (refusals up to
+``publish_window`` in flight), the stored JSON (never re-signed), to every connected relay; the first ``OK``
+acks the row.  Failures are
+retried with backoff; a refused row is parked so it cannot block the rest.
+
+Authentication (NIP-42)
+-----------------------
+With ``auth_keys`` (the agent passes the machine's Nostr key) the link answers a relay's ``AUTH``
+challenge on the subscribing connection itself, at once (kind 22242, tags ``relay`` and ``challenge``),
+and when a relay closes a subscription, a catch-up page or a probe with ``auth-required:`` it sends the
+REQ again once the relay has accepted the authentication -- nostr-sdk 0.45 authenticates only lazily and
+does not resend REQs it did not make itself.  The publishing connection uses nostr-sdk's automatic
+authentication (``SignerAuthenticator``), which answers an ``auth-required:`` OK by authenticating and
+sending the event again.  Without ``auth_keys`` an ``auth-required:`` CLOSED is a refusal like any other.
 
 Log lines carry stable codes (``extra={"code": ...}``; docs/errors.md, "Relay link").
 """
@@ -50,6 +63,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
+import json
 import logging
 import time
 from collections import OrderedDict
@@ -62,6 +76,7 @@ from typing import Any, Final
 from nostr_sdk import (
     ClientBuilder,
     ClientMessage,
+    EventBuilder,
     EventId,
     Filter,
     Kind,
@@ -69,16 +84,19 @@ from nostr_sdk import (
     RelayStatus,
     RelayUrl,
     SendEventTarget,
+    SignerAuthenticator,
     SingleLetterTag,
+    Tag,
     Timestamp,
 )
 
 from device.ledger import Ledger
+from device.nostr_loop import restore_loop, use_loop
 from device.protocol import KIND, ProtocolError, read_routing
 from device.relay.backoff import Backoff
 from device.relay.catchup import Catchup, WireEvent
 from device.relay.cursor import CursorKeeper
-from device.relay.outbox import OutboxPublisher, SendOutcome, wait_event
+from device.relay.outbox import DEFAULT_WINDOW, OutboxPublisher, SendOutcome, ok_prefix, wait_event
 from device.state import LinkStatus
 
 __all__ = ["DEFAULT_BACKOFF", "REFUSED_BACKOFF", "IncomingEvent", "RelayLink"]
@@ -86,6 +104,7 @@ __all__ = ["DEFAULT_BACKOFF", "REFUSED_BACKOFF", "IncomingEvent", "RelayLink"]
 log = logging.getLogger("device.relay")
 
 _NO_MATCH_ID: Final = "0" * 64  # the probe's filter matches no event: the answer is a bare EOSE
+_AUTH_KIND: Final = 22242  # NIP-42 client authentication
 _S: Final = SingleLetterTag.from_byte(ord("s"))
 _P: Final = SingleLetterTag.from_byte(ord("p"))
 
@@ -138,6 +157,11 @@ class _Slot:
     queue: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
     worker: asyncio.Task[None] | None = None
     catchup: Catchup | None = None  # driven by the worker only
+    # NIP-42, per connection: the AUTH event we sent, and whether the relay accepted it
+    auth_event_id: str | None = None
+    authenticated: asyncio.Event = field(default_factory=asyncio.Event)
+    resubscribing: asyncio.Task[None] | None = None
+    heard_at: float = 0.0  # time.monotonic() of the last message from the relay
 
 
 class RelayLink:
@@ -165,6 +189,9 @@ class RelayLink:
         page_limit: int = 250,
         seen_capacity: int = 10_000,
         drain_timeout: float = 5.0,
+        auth_keys: Any = None,
+        publish_window: int = DEFAULT_WINDOW,
+        screen: Callable[[IncomingEvent], bool] | None = None,
     ) -> None:
         names = list(dict.fromkeys(u.strip() for u in urls))
         if not names:
@@ -190,6 +217,10 @@ class RelayLink:
         self._page_limit = max(1, page_limit)
         self._seen_capacity = max(1, seen_capacity)
         self._drain_timeout = drain_timeout
+        self._auth_keys = auth_keys  # nostr_sdk.Keys answering NIP-42 challenges, or None
+        self._screen = screen  # the consumer's cheap checks, before the signature check (False: drop)
+        self._auth_sends: set[asyncio.Task[None]] = set()
+        self._previous_loop: Any = None  # nostr-sdk's callback loop before start(), put back by stop()
 
         self._state = LinkStatus.STOPPED
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -218,6 +249,7 @@ class RelayLink:
             stuck_after=stuck_after,
             idle_poll=probe_interval,
             on_unanswered=self._wake_supervisor,
+            window=publish_window,
         )
 
     # ------------------------------------------------------------------------------------ public API
@@ -250,7 +282,7 @@ class RelayLink:
             clock=self._clock,
         )
 
-        self._client = ClientBuilder().verify_subscriptions(False).build()
+        self._client = ClientBuilder().verify_subscriptions(False).notification_channel_size(131072).build()
         self._stream = self._client.notifications()  # before connecting, so no message is missed
         # Reconnects are ours (own backoff, fresh `since`); the SDK pings so dead sockets surface.
         opts = RelayOptions().reconnect(False).ping(True)
@@ -272,7 +304,13 @@ class RelayLink:
                 self._by_url[str(slot.relay.url())] = slot
             slot.worker = asyncio.create_task(self._work(slot), name=f"relay-worker {slot.name}")
 
-        self._publish_client = ClientBuilder().build()
+        publish_builder = ClientBuilder()
+        if self._auth_keys is not None:
+            # nostr-sdk calls the authenticator back through Python: it needs the running loop.
+            self._previous_loop = use_loop(self._loop)
+            publish_builder = publish_builder.authenticator(SignerAuthenticator(self._auth_keys))
+        self._publish_client = publish_builder.build()
+        del publish_builder
         for name in self._urls:  # connected on demand by _publish_connection, on our schedule
             await self._publish_client.add_relay(RelayUrl.parse(name), opts=RelayOptions().reconnect(False))
 
@@ -307,6 +345,11 @@ class RelayLink:
         for fut in self._probes.values():
             fut.cancel()
         self._probes.clear()
+        waits = [s.resubscribing for s in self._slots if s.resubscribing is not None]
+        waits += list(self._auth_sends)
+        for task in waits:
+            task.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
         client = self._client
         if client is not None:
             with suppress(Exception):
@@ -337,6 +380,9 @@ class RelayLink:
         del client
         gc.collect()
         await asyncio.sleep(0)
+        if self._auth_keys is not None:
+            restore_loop(self._previous_loop)
+            self._previous_loop = None
         if self._cursor is not None:
             self._cursor.clear()
         self._loop = None
@@ -423,6 +469,8 @@ class RelayLink:
             self._set_state(LinkStatus.CONNECTING)
 
     async def _connect(self, slot: _Slot) -> None:
+        slot.auth_event_id = None  # a new connection is authenticated anew
+        slot.authenticated = asyncio.Event()
         try:
             await slot.relay.try_connect(timedelta(seconds=self._connect_timeout))
             await self._subscribe(slot)
@@ -508,8 +556,11 @@ class RelayLink:
                 slot.failures = 0  # proven healthy: its next drop retries from the shortest delay
 
     async def _round_trip(self, slot: _Slot) -> str | None:
-        """None if the relay answered a REQ with EOSE in time, else why not."""
+        """None if the relay answered a REQ with EOSE in time -- or kept sending us anything meanwhile
+        (under a flood the EOSE queues behind the events; a socket that delivers is not half-open) --
+        else why not."""
         assert self._loop is not None
+        sent_at = time.monotonic()
         probe_id = f"probe-{next(self._ids)}"
         fut: asyncio.Future[str | None] = self._loop.create_future()
         self._probes[probe_id] = fut
@@ -519,6 +570,8 @@ class RelayLink:
             )
             answer = await asyncio.wait_for(fut, self._probe_timeout)
         except TimeoutError:
+            if slot.heard_at > sent_at:
+                return None
             return f"no answer to a probe within {self._probe_timeout:g} s"
         except asyncio.CancelledError:
             raise
@@ -528,7 +581,9 @@ class RelayLink:
             self._probes.pop(probe_id, None)
         with suppress(Exception):
             await slot.relay.send_msg(ClientMessage.close(probe_id))
-        return None if answer is None else f"probe closed: {answer}"
+        if answer is None or (self._auth_keys is not None and ok_prefix(answer) == "auth-required"):
+            return None  # it answered: alive (the subscription is re-sent once authenticated)
+        return f"probe closed: {answer}"
 
     # ------------------------------------------------------------------------------------ reader
     async def _read(self) -> None:
@@ -558,9 +613,13 @@ class RelayLink:
         slot = self._by_url.get(str(relay_url))
         if slot is None:
             return
+        slot.heard_at = time.monotonic()
         if msg.is_event_msg():
             event = msg.event
-            wire = WireEvent(str(event.id().to_hex()), int(event.created_at().as_secs()), event)
+            # One call across the FFI for every field (each accessor is one, or two): under a flood of
+            # junk this is most of the link's cost per event, beside the signature check.
+            fields = json.loads(event.as_json())
+            wire = WireEvent(str(fields["id"]), int(fields["created_at"]), (event, fields))
             slot.queue.put_nowait(("event", msg.subscription_id, wire))
         elif msg.is_end_of_stored_events():
             fut = self._probes.get(msg.subscription_id)
@@ -574,10 +633,67 @@ class RelayLink:
             if fut is not None:
                 if not fut.done():
                     fut.set_result(msg.message or "closed")
+            elif self._auth_keys is not None and ok_prefix(msg.message or "") == "auth-required":
+                self._resubscribe_when_authenticated(slot)
             else:
                 slot.queue.put_nowait(("closed", msg.subscription_id, msg.message))
+        elif msg.is_auth():
+            if self._auth_keys is not None:
+                self._authenticate(slot, str(msg.challenge))
+        elif msg.is_ok():
+            if slot.auth_event_id is not None and str(msg.event_id.to_hex()) == slot.auth_event_id:
+                if msg.status:
+                    log.info(
+                        "relay %s: authenticated (NIP-42)", slot.name, extra={"code": "relay_authenticated"}
+                    )
+                    slot.authenticated.set()
+                else:
+                    log.warning(
+                        "relay %s refused our authentication: %s",
+                        slot.name,
+                        msg.message,
+                        extra={"code": "relay_auth_refused"},
+                    )
         elif msg.is_notice():
             log.debug("relay %s notice: %s", slot.name, msg.message)
+
+    # ------------------------------------------------------------------------------------ NIP-42
+    def _authenticate(self, slot: _Slot, challenge: str) -> None:
+        """Answer ``challenge`` on ``slot``'s subscribing connection with the machine key."""
+        event = (
+            EventBuilder(Kind(_AUTH_KIND), "")
+            .tags([Tag.parse(["relay", str(slot.url)]), Tag.parse(["challenge", challenge])])
+            .finalize(self._auth_keys)
+        )
+        slot.auth_event_id = str(event.id().to_hex())
+
+        async def send() -> None:
+            with suppress(Exception):  # a dead socket surfaces through the probe
+                await slot.relay.send_msg(ClientMessage.auth(event))
+
+        task = asyncio.create_task(send(), name=f"relay-auth {slot.name}")
+        self._auth_sends.add(task)
+        task.add_done_callback(self._auth_sends.discard)
+
+    def _resubscribe_when_authenticated(self, slot: _Slot) -> None:
+        """A REQ was closed ``auth-required:``: send the subscription again once the relay accepted our
+        authentication, or drop the relay if it does not within ``connect_timeout``."""
+        if slot.resubscribing is not None and not slot.resubscribing.done():
+            return
+
+        async def wait_then_subscribe() -> None:
+            try:
+                await asyncio.wait_for(slot.authenticated.wait(), self._connect_timeout)
+            except TimeoutError:
+                self._mark_down(slot, "auth-required, and no authentication was accepted")
+                return
+            if slot.live:
+                try:
+                    await self._subscribe(slot)
+                except Exception as exc:
+                    self._mark_down(slot, f"resubscribe after authentication failed: {exc}")
+
+        slot.resubscribing = asyncio.create_task(wait_then_subscribe(), name=f"relay-reauth {slot.name}")
 
     # ------------------------------------------------------------------------------------ worker
     def _catchup_for(self, slot: _Slot, cursor: CursorKeeper) -> Catchup:
@@ -663,9 +779,44 @@ class RelayLink:
             return
         await self._cursor.handled(token, incoming.created_at)
 
-    def _check(self, slot: _Slot, event: Any, event_id: str) -> IncomingEvent | None:
+    def _check(self, slot: _Slot, raw: Any, event_id: str) -> IncomingEvent | None:
+        event, fields = raw
+        kind, tags = fields.get("kind"), fields.get("tags")
         try:
-            valid = bool(event.verify())
+            if not isinstance(kind, int) or not isinstance(tags, list):
+                raise TypeError("kind or tags missing")
+            tags = tuple(tuple(str(x) for x in tag) for tag in tags)
+            routing = read_routing(kind, tags)
+        except (ProtocolError, TypeError) as exc:
+            why = f"{exc.code}: {exc.message}" if isinstance(exc, ProtocolError) else str(exc)
+        else:
+            why = ""
+            if routing.session != self._session:
+                why = f"session {routing.session!r}"
+            elif routing.machine != self._machine:
+                why = f"machine {routing.machine}"
+        if why:  # routing first: it is cheap, and a foreign event is dropped whether it verifies or not
+            log.warning(
+                "dropped event %s from %s: not for us (%s)",
+                event_id,
+                slot.name,
+                why,
+                extra={"code": "relay_event_foreign"},
+            )
+            return None
+        incoming = IncomingEvent(
+            event_id=event_id,
+            author=str(fields["pubkey"]),
+            created_at=int(fields["created_at"]),
+            kind=kind,
+            tags=tags,
+            content=str(fields["content"]),
+            relay_url=slot.name,
+        )
+        if self._screen is not None and not self._screen(incoming):
+            return None  # junk: the consumer logged it
+        try:
+            valid = bool(event.verify())  # id and signature, over the fields read above
         except Exception:
             valid = False
         if not valid:
@@ -676,36 +827,7 @@ class RelayLink:
                 extra={"code": "relay_event_invalid"},
             )
             return None
-        kind = int(event.kind().as_u16())
-        tags = tuple(tuple(str(x) for x in tag.to_vec()) for tag in event.tags())
-        try:
-            routing = read_routing(kind, tags)
-        except ProtocolError as exc:
-            why = f"{exc.code}: {exc.message}"
-        else:
-            why = ""
-            if routing.session != self._session:
-                why = f"session {routing.session!r}"
-            elif routing.machine != self._machine:
-                why = f"machine {routing.machine}"
-        if why:
-            log.warning(
-                "dropped event %s from %s: not for us (%s)",
-                event_id,
-                slot.name,
-                why,
-                extra={"code": "relay_event_foreign"},
-            )
-            return None
-        return IncomingEvent(
-            event_id=event_id,
-            author=str(event.author().to_hex()),
-            created_at=int(event.created_at().as_secs()),
-            kind=kind,
-            tags=tags,
-            content=str(event.content()),
-            relay_url=slot.name,
-        )
+        return incoming
 
     # --------------------------------------------------------------------------------- publisher
     async def _publish(self) -> None:
@@ -713,12 +835,26 @@ class RelayLink:
         await self._publisher.run(self._ready)
 
     async def _send(self, event: Any) -> SendOutcome | None:
-        """Publish ``event`` to every connected relay and classify the answers (None: none connected)."""
+        """Publish ``event`` to every connected relay and classify the answers (None: none connected).
+
+        With ``auth_keys``, an ``auth-required:`` answer is tried once more at once: nostr-sdk has
+        authenticated the connection meanwhile (a publish racing the authentication can still get it).
+        """
         targets = [s for s in self._slots if s.live]
         if not targets or self._publish_client is None:
             return None
-        names = {str(s.url): s.name for s in targets}
         await asyncio.gather(*(self._publish_connection(s) for s in targets))
+        outcome = await self._send_once(event, targets)
+        if (
+            self._auth_keys is not None
+            and outcome.acked_by is None
+            and any(ok_prefix(message) == "auth-required" for _relay, message in outcome.refusals)
+        ):
+            outcome = await self._send_once(event, targets)
+        return outcome
+
+    async def _send_once(self, event: Any, targets: list[_Slot]) -> SendOutcome:
+        names = {str(s.url): s.name for s in targets}
         try:
             out = await self._publish_client.send_event(
                 event,

@@ -1,14 +1,21 @@
 """The outbox publisher: sends the ledger's pending signed events until a relay acknowledges each.
 
-Rows are taken in stored order and sent one at a time (never two publishes in flight, so one key's
-events cannot race each other — the XePHY relay chains each author's events), as the stored JSON: an
-event is never re-signed, so a retry can only ever publish the same id.
+Rows are taken by priority, then in stored order (:meth:`device.ledger.Ledger.pending_outbox`: grants and
+debits before refusals), and sent as the stored JSON: an event is never re-signed, so a retry can only
+ever publish the same id.  ``NORMAL`` rows (a grant's ``Status{Working}``, ``Transaction``,
+``Status{Available}``; debits; telemetry) go out one at a time, in order, because readers such as the
+dApp take a grant's events in the order they arrive.  ``LOW`` rows (refusals, each a single event that
+stands alone) go out up to ``window`` at a time, their ``OK`` answers awaited together: a flood of
+refusals costs one round trip per ``window`` events, not one each, and never delays a grant stored after
+it.  A relay that chains each author's events (the XePHY relay, ``prev_event_id``) and answers a race with
+``OK false "error: …"`` gets that event again on the next pass.
 
 Per row:
 
 * a relay answers ``OK true``, or ``OK`` with a ``duplicate:`` message → ``ledger.mark_acked(id, relay)``;
-* nobody answered (no relay connected, timeouts) → the attempt is counted and the whole queue waits,
-  with backoff, in order; a row that fails like this ``stuck_after`` times in a row is parked;
+* nobody answered (no relay connected, timeouts) → the attempt is counted, no further row is started and
+  the queue waits, with backoff (rows already in flight finish); a row that fails like this
+  ``stuck_after`` times in a row is parked;
 * a relay refused it (``invalid:``, ``blocked:``, ``pow:``, ``restricted:``, ``auth-required:``,
   ``mute:``) → counted and *parked*: retried on the slower ``refused_backoff`` schedule while the
   rows behind it go out;
@@ -25,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from device.ledger import Ledger, LedgerError, OutboxEvent
+from device.ledger import Ledger, LedgerError, OutboxEvent, OutboxPriority
 from device.nostr_events import parse_signed_event
 from device.relay.backoff import Backoff
 
@@ -35,6 +42,8 @@ REFUSED_PREFIXES: Final = frozenset({"invalid", "blocked", "pow", "restricted", 
 """OK-message prefixes (NIP-01) after which re-sending the same event cannot succeed soon."""
 KNOWN_PREFIXES: Final = REFUSED_PREFIXES | {"duplicate", "rate-limited", "error"}
 """Machine-readable OK prefixes: a failure message with one of them came from the relay itself."""
+DEFAULT_WINDOW: Final = 8
+"""``LOW`` (refusal) publishes in flight at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +100,7 @@ class OutboxPublisher:
         stuck_after: int = 5,
         idle_poll: float = 10.0,
         on_unanswered: Callable[[], None] = lambda: None,
+        window: int = DEFAULT_WINDOW,
     ) -> None:
         self._ledger = ledger
         self._send = send
@@ -99,6 +109,7 @@ class OutboxPublisher:
         self._stuck_after = max(1, stuck_after)
         self._idle_poll = idle_poll
         self._on_unanswered = on_unanswered
+        self._window = max(1, window)
         self._wake = asyncio.Event()
         self._parked: dict[str, _Parked] = {}
         self._failures: dict[str, int] = {}  # consecutive unanswered attempts of a row
@@ -129,7 +140,8 @@ class OutboxPublisher:
             await wait_event(self._wake, delay)
 
     async def publish_pending(self) -> tuple[bool, float | None]:
-        """One pass over the due rows, in order.
+        """One pass over the due rows, in order: ``NORMAL`` ones one at a time, ``LOW`` ones up to
+        ``window`` in flight.
 
         Returns (whether a failure stopped the pass, ``time.monotonic()`` of the next parked retry or None).
         """
@@ -137,18 +149,42 @@ class OutboxPublisher:
         pending = {r.event_id for r in rows}
         for gone in [k for k in self._parked if k not in pending]:
             del self._parked[gone]  # acked meanwhile
-        next_due: float | None = None
-        for row in rows:
-            parked = self._parked.get(row.event_id)
-            if parked is None or parked.retry_at <= time.monotonic():
-                result = await self._publish(row)
-                if result == "blocked":
-                    return True, next_due
-                if result == "acked":
+        slots = asyncio.Semaphore(self._window)
+        blocked = False
+        in_flight: set[asyncio.Task[None]] = set()
+
+        async def publish(row: OutboxEvent) -> None:
+            nonlocal blocked
+            try:
+                if await self._publish(row) == "blocked":
+                    blocked = True
+            finally:
+                slots.release()
+
+        try:
+            for row in rows:
+                parked = self._parked.get(row.event_id)
+                if parked is not None and parked.retry_at > time.monotonic():
                     continue
-                parked = self._parked[row.event_id]
-            next_due = parked.retry_at if next_due is None else min(next_due, parked.retry_at)
-        return False, next_due
+                if row.priority is OutboxPriority.NORMAL:
+                    await asyncio.gather(*in_flight)  # in practice none: NORMAL rows come first
+                    if blocked or await self._publish(row) == "blocked":
+                        blocked = True
+                        break
+                    continue
+                await slots.acquire()
+                if blocked:
+                    slots.release()
+                    break
+                task = asyncio.create_task(publish(row))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+            await asyncio.gather(*in_flight)
+        finally:
+            for task in list(in_flight):
+                task.cancel()
+        next_due = min((p.retry_at for k, p in self._parked.items() if k in pending), default=None)
+        return blocked, next_due
 
     async def _publish(self, row: OutboxEvent) -> Literal["acked", "parked", "blocked"]:
         try:

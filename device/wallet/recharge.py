@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from nostr_sdk import (
@@ -42,6 +42,7 @@ from device.protocol import (
     Transaction,
     decode_message,
     decode_payload,
+    decode_payload_error,
     encode_message,
     event_tags,
 )
@@ -90,10 +91,11 @@ def build_request_event(payload: str, target: RechargeTarget, keys: Keys) -> Eve
 async def recharge(payload: str, target: RechargeTarget, *, wait_seconds: float) -> RechargeResult:
     """Publish a Request for ``payload`` and wait for the device's grant (or raise its refusal)."""
     user = decode_payload(payload).user
-    event = build_request_event(payload, target, Keys.generate())
+    keys = Keys.generate()  # throw-away, like the dApp's; it also answers NIP-42 challenges
+    event = build_request_event(payload, target, keys)
     request_id = event.id().to_hex()
     try:
-        async with connected_client(target.relays) as client:
+        async with connected_client(target.relays, auth_keys=keys) as client:
             since = Timestamp.from_secs(int(time.time()) - 5)
             flt = machine_filter(target.session, target.machine_pubkey, [target.device_pubkey]).since(since)
             await client.subscribe(ReqTarget.auto([flt]))
@@ -103,7 +105,9 @@ async def recharge(payload: str, target: RechargeTarget, *, wait_seconds: float)
                 raise RechargeFailed(
                     f"no relay accepted the request: {sent.failed}", code="relay_publish_failed"
                 )
-            return await asyncio.wait_for(_await_answer(stream, request_id, user), wait_seconds)
+            return await asyncio.wait_for(
+                _await_answer(stream, request_id, user, target.device_pubkey), wait_seconds
+            )
     except RelayUnreachable as exc:
         raise RechargeFailed(exc.message, code=exc.code) from exc
     except TimeoutError:
@@ -114,18 +118,24 @@ async def recharge(payload: str, target: RechargeTarget, *, wait_seconds: float)
         ) from None
 
 
-async def _await_answer(stream: object, request_id: str, user: str) -> RechargeResult:
+async def _await_answer(stream: object, request_id: str, user: str, device: str) -> RechargeResult:
+    """The grant for ``request_id``: its ``Status{Working}`` and a ``Transaction`` crediting ``user``, in
+    whatever order they arrive (a relay need not keep the device's publishing order)."""
     working = False
     session: dict[str, Any] | None = None
+    credit: RechargeResult | None = None
+    seen: set[str] = set()
     while True:
         notification = await stream.next()  # type: ignore[attr-defined]
         if notification is None:
             raise RechargeFailed("the relay connection closed before an answer", code="relay_unreachable")
-        if not notification.is_new_event():
+        event = _event_of(notification)
+        if event is None or event.author().to_hex() != device or not event.verify():
             continue
-        event: Event = notification.event
-        if not event.verify():
+        event_id = event.id().to_hex()
+        if event_id in seen:
             continue
+        seen.add(event_id)
         try:
             message = decode_message(event.content())
         except ProtocolError:
@@ -135,8 +145,24 @@ async def _await_answer(stream: object, request_id: str, user: str) -> RechargeR
                 raise refusal_error(message)
             if message.status is MachineStatus.Working:
                 working, session = True, _session_of(message)
-        elif isinstance(message, Transaction) and working and message.user == user and message.tokens > 0:
-            return RechargeResult(request_id, message.tokens, event.id().to_hex(), session)
+        elif isinstance(message, Transaction) and message.user == user and message.tokens > 0:
+            credit = credit or RechargeResult(request_id, message.tokens, event_id)
+        if working and credit is not None:
+            return replace(credit, session=session)  # the Working status says whether it is a session
+
+
+def _event_of(notification: Any) -> Event | None:
+    """The event a notification carries: nostr-sdk's ``NEW_EVENT``, or the relay's raw ``EVENT`` message
+    (after a NIP-42 re-subscription nostr-sdk may hand an event over only as the raw message)."""
+    if notification.is_new_event():
+        event: Event = notification.event
+        return event
+    if notification.is_message():
+        message = notification.message.as_enum()
+        if message.is_event_msg():
+            raw: Event = message.event
+            return raw
+    return None
 
 
 def _session_of(status: Status) -> dict[str, Any] | None:
@@ -152,7 +178,7 @@ def refusal_error(status: Status) -> RechargeFailed:
     """The device's ``Status{…, LockFailed}`` as an error carrying the code from its payload."""
     code, text = "recharge_refused", "the device refused the request"
     try:
-        error = decode_payload(status.payload).error
+        error = decode_payload_error(status.payload)
         if error is not None:
             code, text = error.code, error.message
     except ProtocolError:
