@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 
 
 #: Scripts in the order they run and appear in results.md; any other ``benchmarks/*.py`` runs after them.
-ORDER = ("ledger", "settlement", "recharge", "inference", "agent")
+ORDER = ("ledger", "settlement", "recharge", "inference", "peer", "agent")
 
 
 def cpu_model() -> str:
