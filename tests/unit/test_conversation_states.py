@@ -138,3 +138,16 @@ async def test_a_state_older_than_the_maximum_age_is_not_reused(tiny_model: Path
     finally:
         await eng.close()
     assert (fresh.cached_tokens, stale.cached_tokens) == (len(prompt) - 1, 0)
+
+
+async def test_a_saved_state_that_does_not_load_is_dropped_and_the_turn_served_in_full(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    prompt = await engine.prompt_tokens(QUESTION)
+    engine.states.put(ALICE, prompt, b"\x01\x00\x00\x00 not a llama.cpp state")
+    text, broken = await turn(engine, ALICE, QUESTION)
+    await turn(engine, BOB, QUESTION)
+    _, next_turn = await turn(engine, ALICE, QUESTION)
+    assert (text, broken.cached_tokens, broken.error) == (" m" * 4, 0, None)
+    assert "kv_state_invalid" in [getattr(r, "code", None) for r in caplog.records]
+    assert next_turn.cached_tokens == len(prompt) - 1  # the turn saved a good state in its place
