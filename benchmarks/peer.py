@@ -314,6 +314,11 @@ async def measure_sides(sides: Sequence[Side], runs: int) -> dict[str, Samples]:
         await side.chat("warm-up", [{"role": "user", "content": "hello"}], 4)
     for run in range(runs):
         order = list(sides) if run % 2 == 0 else list(reversed(sides))
+        print(
+            f">> run {run + 1}/{runs}: {' then '.join(side.name for side in order)}",
+            file=sys.stderr,
+            flush=True,
+        )
         for side in order:
             samples[side.name].speed.append(await side.chat("speed", speed_prompt(run), SPEED_MAX_TOKENS))
         for side in order:
