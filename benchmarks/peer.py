@@ -13,7 +13,9 @@ through ``NOTIFY_SOCKET``); its bench users are funded by a direct ledger grant 
 socket with bearer tokens, metered and debited as always.  Both are streamed over HTTP with aiohttp,
 greedy (temperature 0).
 
-Each run, alternating which side goes first:
+Each run, alternating which side goes first, every request goes to both sides back to back (the servers
+are separate processes, so this changes neither one's cache; it makes a drift in the machine's load hit
+both alike):
 
 * **speed** -- one 96-token answer to a short, new prompt: TTFT (request sent → first text chunk) and
   tokens/s after the first token (device: ``usage.completion_tokens``; the peer's stream carries no
@@ -284,18 +286,20 @@ def conversation(run: int, scenario: str, user: int, turn: int) -> list[dict[str
     return messages
 
 
-async def converse(side: Side, run: int, users: int) -> list[float]:
-    """Run ``users`` interleaved conversations; the TTFT of each turn (median over the users)."""
+async def converse(sides: Sequence[Side], run: int, users: int) -> dict[str, list[float]]:
+    """Run ``users`` interleaved conversations on every side; each side's TTFT per turn (median over
+    the users).  Every request goes to each side in turn, so a change in the machine's load hits both."""
     scenario = f"{users}u"
-    per_turn: list[float] = []
+    per_turn: dict[str, list[float]] = {side.name: [] for side in sides}
     for turn in range(TURNS):
-        ttfts = []
+        ttfts: dict[str, list[float]] = {side.name: [] for side in sides}
         for user in range(users):
-            reply = await side.chat(
-                f"{run}-{scenario}-{user}", conversation(run, scenario, user, turn), TURN_MAX_TOKENS
-            )
-            ttfts.append(reply.ttft_ms)
-        per_turn.append(statistics.median(ttfts))
+            messages = conversation(run, scenario, user, turn)
+            for side in sides:
+                reply = await side.chat(f"{run}-{scenario}-{user}", messages, TURN_MAX_TOKENS)
+                ttfts[side.name].append(reply.ttft_ms)
+        for name, values in ttfts.items():
+            per_turn[name].append(statistics.median(values))
     return per_turn
 
 
@@ -321,10 +325,10 @@ async def measure_sides(sides: Sequence[Side], runs: int) -> dict[str, Samples]:
         )
         for side in order:
             samples[side.name].speed.append(await side.chat("speed", speed_prompt(run), SPEED_MAX_TOKENS))
-        for side in order:
-            samples[side.name].one_user.append(await converse(side, run, 1))
-        for side in order:
-            samples[side.name].three_users.append(await converse(side, run, USERS))
+        for name, ttfts in (await converse(order, run, 1)).items():
+            samples[name].one_user.append(ttfts)
+        for name, ttfts in (await converse(order, run, USERS)).items():
+            samples[name].three_users.append(ttfts)
     return samples
 
 
