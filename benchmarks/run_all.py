@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 
 
 #: Scripts in the order they run and appear in results.md; any other ``benchmarks/*.py`` runs after them.
-ORDER = ("ledger", "settlement", "recharge", "inference", "agent", "cli_startup")
+ORDER = ("ledger", "settlement", "recharge", "inference", "peer", "agent", "cli_startup")
 
 
 def cpu_model() -> str:

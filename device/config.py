@@ -594,6 +594,15 @@ class LlmConfig:
     #: None = one thread per CPU this process may run on.
     n_threads: int | None = field(default=None, metadata=_check(_optional(_int(1, 256))))
     max_tokens: int = field(default=512, metadata=_check(_int(1, 131_072)))
+    #: Memory for saved per-user conversation states (KV caches), in MB; 0 keeps none.
+    state_cache_mb: int = field(default=128, metadata=_check(_int(0, 65_536)))
+    #: A saved conversation state older than this is dropped.
+    state_cache_max_age_seconds: int = field(default=1800, metadata=_check(_int(1, 604_800)))
+
+    @property
+    def state_cache_bytes(self) -> int:
+        """``state_cache_mb`` in bytes (MiB)."""
+        return self.state_cache_mb * 1024 * 1024
 
     def effective_threads(self) -> int:
         """``n_threads`` if set, else the number of CPUs this process may run on."""

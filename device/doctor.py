@@ -1,7 +1,8 @@
 """Is this device able to serve?  A table of checks, each ok/warn/fail (``xephy-device doctor``).
 
 Checks, in order: config, keys (presence and 0600 modes), state directory, model (present,
-GGUF, and loadable by llama_cpp in a subprocess unless ``--quick``), GPIO and serial (only what
+GGUF, and loadable by llama_cpp in a subprocess unless ``--quick``), memory (model file + KV cache at
+``llm.n_ctx`` + ``llm.state_cache_mb`` against the machine's RAM), GPIO and serial (only what
 the config uses), relays (a websocket connect each), RPC + bot registration (``check_bot``),
 chat socket permissions, clock (against the RPC server's ``Date`` header, else
 ``timedatectl``, else ``adjtimex``).  Every non-ok row has a one-line hint.  Exit status 0 when
@@ -29,10 +30,13 @@ from typing import Final
 import aiohttp
 
 from device.config import Config, ConfigError, resolve_chat_socket, resolve_model_path
+from device.gguf_info import GgufError, kv_bytes_per_token
 from device.keys import DeviceKeys, KeyFileError, KeyStore
 
 GGUF_MAGIC: Final = b"GGUF"
 GPIO_CHIPS: Final = (Path("/dev/gpiochip0"), Path("/dev/gpiochip4"))
+MEMINFO: Final = Path("/proc/meminfo")
+MIB: Final = 1024 * 1024
 CLOCK_WARN_SECONDS: Final = 5.0
 CLOCK_FAIL_SECONDS: Final = 60.0
 TIME_ERROR: Final = 5
@@ -94,6 +98,17 @@ def adjtimex_state() -> int | None:
     return None if state < 0 else state
 
 
+def machine_ram_bytes(meminfo: Path = MEMINFO) -> int | None:
+    """``MemTotal`` from ``/proc/meminfo`` in bytes, or None where there is no such file."""
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 class Doctor:
     """Runs the checks for one configuration; every outside dependency is passed in."""
 
@@ -109,6 +124,7 @@ class Doctor:
         python: str = sys.executable,
         clock: Callable[[], float] = time.time,
         gpio_chips: Sequence[Path] = GPIO_CHIPS,
+        ram_bytes: Callable[[], int | None] = machine_ram_bytes,
     ) -> None:
         self.config = config
         self.config_source = config_source
@@ -119,6 +135,7 @@ class Doctor:
         self.python = python
         self.clock = clock
         self.gpio_chips = tuple(gpio_chips)
+        self.ram_bytes = ram_bytes
         self._keys: DeviceKeys | None = None
         self._rpc_offset: float | None = None
 
@@ -128,6 +145,7 @@ class Doctor:
         rows.append(self.check_keys())
         rows.append(self.check_state_dir())
         rows.append(await asyncio.to_thread(self.check_model))
+        rows.append(await asyncio.to_thread(self.check_memory))
         rows.extend(self.check_gpio_serial())
         rows.extend(await self.check_relays())
         rows.append(await self.check_rpc())
@@ -186,6 +204,29 @@ class Doctor:
             last = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
             return _fail("model", f"{path} failed to load: {last}", "check llama-cpp-python and the model")
         return _ok("model", f"{path} loads (vocabulary {result.stdout.strip()})")
+
+    def check_memory(self) -> CheckResult:
+        """Model file + KV cache at ``llm.n_ctx`` + the conversation-state cache fit the machine's RAM."""
+        llm = self.config.llm
+        try:
+            path = resolve_model_path(llm)
+            model = path.stat().st_size
+            kv = kv_bytes_per_token(path) * llm.n_ctx
+        except (ConfigError, OSError, GgufError) as exc:
+            return _warn("memory", f"not estimated: {exc}", "fix the model row first")
+        states = llm.state_cache_bytes
+        total = model + kv + states
+        ram = self.ram_bytes()
+        detail = (
+            f"model {model / MIB:.0f} MiB + KV cache {kv / MIB:.0f} MiB (n_ctx {llm.n_ctx}) "
+            f"+ state cache {states / MIB:.0f} MiB = {total / MIB:.0f} MiB"
+        )
+        if ram is None:
+            return _ok("memory", f"{detail} (RAM unknown)")
+        detail += f" of {ram / MIB:.0f} MiB RAM"
+        if total > ram:
+            return _warn("memory", detail, "lower llm.state_cache_mb or llm.n_ctx, or use a smaller model")
+        return _ok("memory", detail)
 
     def check_gpio_serial(self) -> list[CheckResult]:
         """The GPIO chip when LEDs or the button are enabled; the display's serial port when enabled."""

@@ -458,8 +458,11 @@ class Ledger:
             raise _storage_error(exc) from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-            # Takes effect only on a file with no table yet; older ledgers are converted below.
-            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            # Takes effect only on a file with no table yet; older ledgers are converted below.  Set only on a
+            # new file: on an existing one it is a write, which a read-only ledger (a remounted card) refuses.
+            (pages,) = conn.execute("PRAGMA page_count").fetchone()
+            if pages == 0:
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
             if str(mode).lower() != "wal":
                 raise LedgerError(f"{path}: journal_mode is {mode!r}, WAL is required")

@@ -415,6 +415,7 @@ class ChatService:
         try:
             generation = self._engine.generate(
                 prompt,
+                user=user,  # reuse only this user's own conversation state (KV cache)
                 max_tokens=chat.max_tokens,
                 budget=hold.completion_budget,
                 stop=chat.stop,

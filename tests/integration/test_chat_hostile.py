@@ -69,7 +69,7 @@ async def healthz_seconds(dev: Device) -> float:
 async def blocked_worker(dev: Device) -> Any:
     """A generation that holds the inference worker until closed (its deltas are never read)."""
     prompt = await dev.engine.prompt_tokens([ChatMessage("user", "hi")])
-    blocker = dev.engine.generate(prompt, max_tokens=400, budget=400)
+    blocker = dev.engine.generate(prompt, user="blocker", max_tokens=400, budget=400)
     async for _ in blocker:
         break
     return blocker

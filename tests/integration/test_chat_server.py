@@ -6,6 +6,7 @@ import asyncio
 import socket
 import stat
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from nostr_sdk import Keys
@@ -75,6 +76,22 @@ async def test_streamed_usage_equals_non_streamed_and_the_debit(device: Device) 
     text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-2] if e["choices"])
     assert text == " m" * 10
     assert [d.tokens for d in debits(device, user)] == [-plain["usage"]["total_tokens"]] * 2
+
+
+async def test_cached_tokens_count_only_the_users_own_earlier_turns(device: Device) -> None:
+    alice, bob = Keypair(), Keypair()
+    device.fund(alice, 1000)
+    device.fund(bob, 1000)
+    secret = [{"role": "user", "content": "my number is the time of day"}]
+    _, first = await chat(device, alice, {"messages": secret, "max_tokens": 3})
+    _, probe = await chat(device, bob, {"messages": secret, "max_tokens": 3})
+    _, again = await chat(device, alice, {"messages": secret, "max_tokens": 3})
+
+    def cached(body: dict[str, Any]) -> int:
+        return int(body["usage"]["prompt_tokens_details"]["cached_tokens"])
+
+    assert (cached(first), cached(probe)) == (0, 0)  # bob learns nothing from alice's identical prompt
+    assert cached(again) == again["usage"]["prompt_tokens"] - 1  # alice's own reuse survived bob's turn
 
 
 async def test_zero_balance_is_refused_before_anything_runs(device: Device) -> None:
@@ -220,7 +237,9 @@ async def test_full_waiting_queue_answers_429_busy(tiny_model: Path, sock_dir: P
         user = Keypair()
         dev.fund(user, 1000)
         prompt = await dev.engine.prompt_tokens([ChatMessage("user", "hi")])
-        blocker = dev.engine.generate(prompt, max_tokens=400, budget=400)  # unread: holds the worker
+        blocker = dev.engine.generate(
+            prompt, user=str(user.pubkey()), max_tokens=400, budget=400
+        )  # unread: holds the worker
         async for _ in blocker:
             break
         first = asyncio.create_task(chat(dev, user, {"messages": HELLO, "max_tokens": 5}))

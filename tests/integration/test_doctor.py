@@ -79,7 +79,19 @@ async def test_healthy_device_has_only_ok_rows(world: World) -> None:
     rows = await rows_of(world.config())
     assert {name: row.status for name, row in rows.items()} == {
         name: Status.OK
-        for name in ("config", "keys", "state", "model", "gpio", "serial", "relay", "rpc", "chat", "clock")
+        for name in (
+            "config",
+            "keys",
+            "state",
+            "model",
+            "memory",
+            "gpio",
+            "serial",
+            "relay",
+            "rpc",
+            "chat",
+            "clock",
+        )
     }
     assert "bot registered in namespace 'Gacha'" in rows["rpc"].detail
     assert "RPC server's clock" in rows["clock"].detail
@@ -137,6 +149,19 @@ async def test_model_loads_in_a_subprocess(world: World) -> None:
     rows = await rows_of(world.config(), quick=False)
     assert rows["model"].status is Status.OK, rows["model"]
     assert "loads" in rows["model"].detail
+
+
+async def test_model_and_caches_larger_than_ram_is_a_warn_row(world: World, tiny_model: Path) -> None:
+    mib = 1024 * 1024
+    model = f"llm:\n  model_path: {tiny_model}\n  n_ctx: 2048\n"
+    small_ram = {"ram_bytes": lambda: 100 * mib}
+    too_big = await rows_of(world.config(model), **small_ram)  # the default 128 MiB state cache
+    fits = await rows_of(world.config(model + "  state_cache_mb: 64\n"), **small_ram)
+    assert too_big["memory"].status is Status.WARN
+    assert "state cache 128 MiB" in too_big["memory"].detail
+    assert "llm.state_cache_mb" in too_big["memory"].hint
+    assert fits["memory"].status is Status.OK
+    assert "KV cache 0 MiB (n_ctx 2048)" in fits["memory"].detail  # 256 B a token: 512 KiB
 
 
 async def test_non_gguf_model_is_a_fail_row(world: World) -> None:

@@ -13,6 +13,7 @@ from device.inference import ChatMessage, Engine, FinishReason, GenerationResult
 
 HELLO = (ChatMessage("user", "hello there"),)
 GREEDY = SamplingParams(temperature=0.0)
+USER = "alice"
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ async def random_engine(tiny_random_model: Path) -> AsyncIterator[Engine]:
 async def run(
     engine: Engine, prompt: list[int], *, max_tokens: int, budget: int, stop: tuple[str, ...] = ()
 ) -> tuple[str, GenerationResult]:
-    gen = engine.generate(prompt, max_tokens=max_tokens, budget=budget, stop=stop)
+    gen = engine.generate(prompt, user=USER, max_tokens=max_tokens, budget=budget, stop=stop)
     text = "".join([d async for d in gen])
     return text, gen.result
 
@@ -90,7 +91,7 @@ async def test_end_of_turn_token_is_not_counted(tiny_eos_model: Path) -> None:
 
 async def test_cancel_stops_the_worker_and_frees_it(random_engine: Engine) -> None:
     prompt = await random_engine.prompt_tokens(HELLO)
-    gen = random_engine.generate(prompt, max_tokens=1900, budget=1900, params=GREEDY)
+    gen = random_engine.generate(prompt, user=USER, max_tokens=1900, budget=1900, params=GREEDY)
     async for _ in gen:
         break
     result = await gen.aclose()
@@ -102,7 +103,7 @@ async def test_cancel_stops_the_worker_and_frees_it(random_engine: Engine) -> No
 
 async def test_cancel_before_start_computes_nothing(engine: Engine) -> None:
     prompt = await engine.prompt_tokens(HELLO)
-    gen = engine.generate(prompt, max_tokens=5, budget=5)
+    gen = engine.generate(prompt, user=USER, max_tokens=5, budget=5)
     gen.cancel()
     result = await gen.aclose()
     assert (result.completion_tokens, result.prompt_evaluated) == (0, False)
@@ -136,7 +137,7 @@ async def test_control_tokens_typed_in_content_are_tokenized_as_text(engine: Eng
 
 async def test_delivered_counts_the_tokens_whose_text_was_taken(engine: Engine) -> None:
     prompt = await engine.prompt_tokens(HELLO)
-    gen = engine.generate(prompt, max_tokens=20, budget=100)
+    gen = engine.generate(prompt, user=USER, max_tokens=20, budget=100)
     seen = []
     async for delta in gen:
         seen.append((delta, gen.delivered))
