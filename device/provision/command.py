@@ -220,7 +220,9 @@ def provision(
     cmdline = cmdline_bytes.decode()
     boot_names = fat.listdir("/")
     kind = detect_first_boot(boot_names, cmdline)
-    pi = _target_release(root_facts(target, _root_partition(target), boot_names, kind is FirstBoot.CLOUD_INIT))
+    pi = _target_release(
+        root_facts(target, _root_partition(target), boot_names, kind is FirstBoot.CLOUD_INIT)
+    )
 
     files: dict[str, bytes] = {}
     if model is not None and options.model is not None:
@@ -365,7 +367,10 @@ def add_provision_command(commands: Any, common: argparse.ArgumentParser) -> Non
         "--wheelhouse", type=Path, metavar="DIR", help="wheels for an offline install on the Pi"
     )
     parser.add_argument(
-        "--model", type=Path, metavar="FILE", help="a .gguf model copied onto the card; the config points at it"
+        "--model",
+        type=Path,
+        metavar="FILE",
+        help="a .gguf model copied onto the card; the config points at it",
     )
     parser.add_argument(
         "--new-identity", action="store_true", help="give the device new keys even if it already has some"

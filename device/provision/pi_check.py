@@ -125,7 +125,9 @@ def ensure_binfmt() -> None:
     if not entry.exists() or "enabled" not in entry.read_text():
         run(["update-binfmts", "--enable", "qemu-aarch64"])
     if not entry.exists():
-        raise CheckFailed("qemu-aarch64 is not registered with binfmt_misc (apt-get install qemu-user-static)")
+        raise CheckFailed(
+            "qemu-aarch64 is not registered with binfmt_misc (apt-get install qemu-user-static)"
+        )
 
 
 @contextlib.contextmanager
@@ -188,12 +190,25 @@ class ReleaseCheck:
         tarball = self.cache / f"userland-{self.release}-arm64.tar"
         cached = tarball.exists()
         run(["bash", str(SCRIPTS / "userland.sh"), self.release, str(self.cache)], timeout=5400)
-        return f"cached, {tarball.stat().st_size >> 20} MiB" if cached else f"built, {tarball.stat().st_size >> 20} MiB"
+        return (
+            f"cached, {tarball.stat().st_size >> 20} MiB"
+            if cached
+            else f"built, {tarball.stat().st_size >> 20} MiB"
+        )
 
     def extract(self) -> str:
         shutil.rmtree(self.work, ignore_errors=True)
         self.root.mkdir(parents=True)
-        run(["tar", "-C", str(self.root), "--numeric-owner", "-xf", str(self.cache / f"userland-{self.release}-arm64.tar")])
+        run(
+            [
+                "tar",
+                "-C",
+                str(self.root),
+                "--numeric-owner",
+                "-xf",
+                str(self.cache / f"userland-{self.release}-arm64.tar"),
+            ]
+        )
         return ""
 
     def make_image(self) -> str:
@@ -242,7 +257,9 @@ class ReleaseCheck:
     def first_boot(self) -> str:
         unit = (self.root / "etc/systemd/system/xephy-firstboot.service").read_text()
         exec_start = unit_setting(unit, "ExecStart")[0].split()
-        if not (self.root / "etc/systemd/system/multi-user.target.wants/xephy-firstboot.service").is_symlink():
+        if not (
+            self.root / "etc/systemd/system/multi-user.target.wants/xephy-firstboot.service"
+        ).is_symlink():
             raise CheckFailed("the hook did not enable xephy-firstboot.service")
         if (self.root / "boot/firmware/xephy/keys").exists():
             raise CheckFailed("the hook left the keys on the boot partition")
@@ -252,7 +269,10 @@ class ReleaseCheck:
         if f"BUNDLE_ID={marker}" not in bundle:
             raise CheckFailed(f"marker {marker!r} is not this bundle's id")
         wants = self.root / "etc/systemd/system"
-        for link in ("multi-user.target.wants/xephy-device.service", "sockets.target.wants/xephy-device.socket"):
+        for link in (
+            "multi-user.target.wants/xephy-device.service",
+            "sockets.target.wants/xephy-device.socket",
+        ):
             if not (wants / link).is_symlink():
                 raise CheckFailed(f"{link} not enabled")
         if (wants / "multi-user.target.wants/xephy-firstboot.service").exists():
@@ -274,7 +294,11 @@ class ReleaseCheck:
         if verify.strip():
             raise CheckFailed(f"systemd-analyze verify printed:\n{verify}")
         security = chroot_offline(
-            self.root, "systemd-analyze", "security", "--offline=yes", "/etc/systemd/system/xephy-device.service"
+            self.root,
+            "systemd-analyze",
+            "security",
+            "--offline=yes",
+            "/etc/systemd/system/xephy-device.service",
         )
         score = security_score(security)
         if score > SECURITY_LIMIT:

@@ -54,7 +54,12 @@ def _run(*cmd: str, stdin: str | None = None) -> None:
 
 
 def build_pi_image(
-    path: Path, boot_files: dict[str, str], *, root_dir: Path | None = None, boot_mib: int = 64, root_mib: int = 16
+    path: Path,
+    boot_files: dict[str, str],
+    *,
+    root_dir: Path | None = None,
+    boot_mib: int = 64,
+    root_mib: int = 16,
 ) -> Path:
     """Write a Pi-shaped image to ``path``: ``boot_files`` on the FAT partition, ``root_dir`` (default:
     just ``/etc/hostname``) as the ext4 root of ``root_mib`` MiB."""
@@ -66,7 +71,17 @@ def build_pi_image(
         f"label: dos\nunit: sectors\nstart={BOOT_START}, size={boot_sectors}, type=c, bootable\n"
         f"start={root_start}, type=83\n"
     ))  # fmt: skip
-    _run("mkfs.vfat", "-F", "32", "-n", "BOOTFS", "--offset", str(BOOT_START), str(path), str(boot_sectors // 2))
+    _run(
+        "mkfs.vfat",
+        "-F",
+        "32",
+        "-n",
+        "BOOTFS",
+        "--offset",
+        str(BOOT_START),
+        str(path),
+        str(boot_sectors // 2),
+    )
     with tempfile.TemporaryDirectory(prefix="xephy-pi-image-") as tmp:
         src = Path(tmp) / "boot"
         src.mkdir()

@@ -41,7 +41,9 @@ CACHE_ROOT: Final = Path.home() / ".cache" / "xephy-llm-device"
 STAMP: Final = ".complete"
 #: llama.cpp flags for every Pi build (cross here, or native on the Pi when it compiles online):
 #: portable armv8-a code (runs on Pi 4 and Pi 5), no OpenMP runtime, no multimodal library.
-PI_LLAMA_CMAKE_ARGS: Final = "-DGGML_NATIVE=OFF -DGGML_CPU_ARM_ARCH=armv8-a -DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF"
+PI_LLAMA_CMAKE_ARGS: Final = (
+    "-DGGML_NATIVE=OFF -DGGML_CPU_ARM_ARCH=armv8-a -DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF"
+)
 CROSS_CMAKE_ARGS: Final = (
     "-DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=aarch64 "
     "-DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc -DCMAKE_CXX_COMPILER=aarch64-linux-gnu-g++"
@@ -59,7 +61,7 @@ def _record_hash(data: bytes) -> str:
 
 
 def retag_wheel(path: Path, tag: str = PI_WHEEL_TAG) -> Path:
-    """Rewrite ``path`` as a wheel tagged ``tag`` (file name, ``WHEEL`` and ``RECORD``); return the new path."""
+    """Rewrite ``path`` as a wheel tagged ``tag`` (file name, ``WHEEL``, ``RECORD``); return the new path."""
     name, version = path.name.split("-")[:2]
     new_path = path.with_name(f"{name}-{version}-{tag}.whl")
     with zipfile.ZipFile(path) as src:
@@ -125,7 +127,11 @@ def cross_build_llama(version: str, out: TextIO, *, cache: Path = CACHE_ROOT) ->
         "CMAKE_ARGS": f"{CROSS_CMAKE_ARGS} {PI_LLAMA_CMAKE_ARGS}",
         "CMAKE_BUILD_PARALLEL_LEVEL": os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 1)),
     }
-    print(f"   cross-compiling {LLAMA_DISTRIBUTION}=={version} for aarch64 (~4 min on 2 cores)", file=out, flush=True)
+    print(
+        f"   cross-compiling {LLAMA_DISTRIBUTION}=={version} for aarch64 (~4 min on 2 cores)",
+        file=out,
+        flush=True,
+    )
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "--progress-bar", "off",
          "-w", str(tmp), f"{LLAMA_DISTRIBUTION}=={version}"],

@@ -60,7 +60,7 @@ class PiTarget:
     def environment(self, extra: str = "") -> dict[str, str]:
         """PEP 508 marker values on the Pi (``extra`` set while following an extra)."""
         version = f"{self.python[0]}.{self.python[1]}"
-        env = dict(default_environment())
+        env: dict[str, str] = {key: str(value) for key, value in default_environment().items()}
         env.update(
             python_version=version,
             python_full_version=f"{version}.0",
@@ -158,7 +158,9 @@ def resolve(wheels: list[Wheel], requirements: list[Requirement], target: PiTarg
                 continue
             chosen = max(fits, key=lambda w: w.version)
             result.chosen[name] = chosen
-            pending.extend((dep, "") for dep in chosen.requires() if dep.marker is None or "extra" not in str(dep.marker))
+            pending.extend(
+                (dep, "") for dep in chosen.requires() if dep.marker is None or "extra" not in str(dep.marker)
+            )
         elif not req.specifier.contains(chosen.version, prereleases=True):
             result.missing.append(f"{req.name}{req.specifier} (the wheelhouse's {chosen.version} conflicts)")
             continue
@@ -166,7 +168,11 @@ def resolve(wheels: list[Wheel], requirements: list[Requirement], target: PiTarg
             if (name, wanted) in seen_extras:
                 continue
             seen_extras.add((name, wanted))
-            pending.extend((dep, wanted) for dep in chosen.requires() if dep.marker is not None and "extra" in str(dep.marker))
+            pending.extend(
+                (dep, wanted)
+                for dep in chosen.requires()
+                if dep.marker is not None and "extra" in str(dep.marker)
+            )
     return result
 
 
@@ -177,9 +183,7 @@ def project_requirements(root: Path) -> list[Requirement]:
     return [Requirement(line) for line in names]
 
 
-def check_wheelhouse(
-    directory: Path, target: PiTarget, requirements: list[Requirement]
-) -> Resolution:
+def check_wheelhouse(directory: Path, target: PiTarget, requirements: list[Requirement]) -> Resolution:
     """The resolution of ``requirements`` for ``target``; ``provision_wheelhouse_incomplete`` naming
     every missing requirement when it is not complete."""
     resolution = resolve(read_wheels(directory), requirements, target)

@@ -90,7 +90,9 @@ def test_a_version_outside_the_pin_is_missing(tmp_path: Path) -> None:
 def test_retagged_wheel_serves_every_python_and_keeps_a_valid_record(tmp_path: Path) -> None:
     built = make_wheel(tmp_path, "llama-cpp-python", "0.3.36", "cp311-cp311-linux_x86_64", ["numpy>=1.20.0"])
     with zipfile.ZipFile(built, "a") as archive:
-        archive.writestr("llama_cpp/lib/libllama.so", b"\x7fELF\x02\x01\x01" + bytes(11) + b"\xb7\x00" + bytes(40))
+        archive.writestr(
+            "llama_cpp/lib/libllama.so", b"\x7fELF\x02\x01\x01" + bytes(11) + b"\xb7\x00" + bytes(40)
+        )
     retagged = retag_wheel(built)
     assert retagged.name == "llama_cpp_python-0.3.36-py3-none-linux_aarch64.whl"
     assert not built.exists()
