@@ -146,14 +146,17 @@ def cross_build_llama(version: str, out: TextIO, *, cache: Path = CACHE_ROOT) ->
     return folder / built.name
 
 
-def download(dest: Path, target: PiTarget, requirements: list[str], links: Path, out: TextIO) -> None:
+def download(
+    dest: Path, target: PiTarget, requirements: list[str], links: Path, out: TextIO, *, no_deps: bool = False
+) -> None:
     """Binary aarch64 wheels of ``requirements`` (and their dependencies) for ``target`` into ``dest``."""
-    platforms = [arg for p in (target.platforms()[0], "linux_aarch64") for arg in ("--platform", p)]
+    # pip does not widen a manylinux platform to older glibc versions: name every one the Pi accepts.
+    platforms = [arg for p in target.platforms() for arg in ("--platform", p)]
     subprocess.run(
         [sys.executable, "-m", "pip", "download", "--only-binary", ":all:", "--progress-bar", "off",
          *platforms, "--python-version", f"{target.python[0]}.{target.python[1]}",
          "--implementation", "cp", "--abi", target.python_tag, "--find-links", str(links),
-         "-d", str(dest), *requirements],
+         "-d", str(dest), *(["--no-deps"] if no_deps else []), *requirements],
         check=True, stdout=out, stderr=subprocess.STDOUT,
     )  # fmt: skip
 
@@ -172,7 +175,8 @@ def build(dest: Path, llama_version: str, out: TextIO, *, cache: Path = CACHE_RO
     requirements = [str(r) for r in project_requirements(PROJECT_ROOT)]
     for n, target in enumerate(PI_TARGETS.values(), start=2):
         _step(out, n, total, f"downloading aarch64 wheels for {target.release} ({target.python_tag})")
-        download(tmp, target, [*requirements, SMOLLM2_REQUIREMENT], llama.parent, out)
+        download(tmp, target, requirements, llama.parent, out)
+        download(tmp, target, [SMOLLM2_REQUIREMENT], llama.parent, out, no_deps=True)
     _step(out, total, total, "checking the wheelhouse for every release")
     for target in PI_TARGETS.values():
         check_wheelhouse(tmp, target, [*project_requirements(PROJECT_ROOT), Requirement(SMOLLM2_REQUIREMENT)])

