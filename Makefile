@@ -101,7 +101,8 @@ PI_TOOLS := aarch64-linux-gnu-g++:g++-aarch64-linux-gnu debootstrap:debootstrap 
 	update-binfmts:binfmt-support debugfs:e2fsprogs
 
 pi-wheelhouse: $(INSTALL_STAMP)
-	@command -v aarch64-linux-gnu-g++ >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq --no-install-recommends g++-aarch64-linux-gnu; } \
+	@command -v aarch64-linux-gnu-g++ >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends g++-aarch64-linux-gnu; } \
 		|| { echo "pi-wheelhouse needs g++-aarch64-linux-gnu (apt-get install g++-aarch64-linux-gnu)"; exit 1; }
 	CMAKE_BUILD_PARALLEL_LEVEL=$${CMAKE_BUILD_PARALLEL_LEVEL:-$$(nproc)} \
 		$(BIN)/python -m device.provision.pi_wheelhouse --dest "$(PI_WHEELHOUSE)" --llama-version $(LLAMA_VERSION)
@@ -111,7 +112,7 @@ pi-check: pi-wheelhouse system-deps
 	@missing=""; for pair in $(PI_TOOLS); do \
 		PATH="$$PATH:/usr/sbin:/sbin" command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; \
 	done; \
-	if [ -n "$$missing" ]; then echo ">> installing$$missing"; \
+	if [ -n "$$missing" ]; then echo ">> installing$$missing"; apt-get update -qq; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
 	$(BIN)/python -m device.provision.pi_check --wheelhouse "$(PI_WHEELHOUSE)" $(ARGS)
 
