@@ -242,6 +242,8 @@ install_all() {
 
 case "$MODE" in
     --hook) hook ;;
+    # Cards provisioned by an earlier version ran "firstboot.sh BUNDLE --start" from cloud-init's runcmd.
+    --start) START=--start hook ;;
     "") install_all ;;
     *) echo "usage: firstboot.sh BUNDLE_DIR [--hook [--start]]" >&2; exit 2 ;;
 esac
