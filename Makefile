@@ -21,6 +21,8 @@ WHEELHOUSE ?= $(HOME)/.cache/xephy-llm-device/wheelhouse/llama-cpp-python-$(LLAM
 LLAMA_STAMP := $(WHEELHOUSE)/.complete
 SMOLLM2_VERSION := 0.1.2
 INSTALL_STAMP := $(VENV)/.installed
+# The Raspberry Pi wheelhouse (aarch64; cp311 for Bookworm and cp313 for Trixie), outside the tree.
+PI_WHEELHOUSE ?= $(HOME)/.cache/xephy-llm-device/pi-wheelhouse/xephy-llm-device-aarch64
 
 ARGS ?=
 
@@ -30,12 +32,14 @@ ARGS ?=
 SYSTEM_TOOLS := cmake:cmake g++:g++ mcopy:mtools mkfs.vfat:dosfstools sfdisk:fdisk mke2fs:e2fsprogs \
 	xz:xz-utils systemd-analyze:systemd systemd-socket-activate:systemd cloud-init:cloud-init
 
-.PHONY: help system-deps setup wheelhouse run test lint typecheck unit bench demo clean
+.PHONY: help system-deps setup wheelhouse pi-wheelhouse pi-check run test lint typecheck unit bench demo clean
 
 help:
 	@echo "make run    start the agent on embedded defaults (relay, chain stand-in, SmolLM2)"
 	@echo "make test   ruff + mypy --strict + pytest with a coverage report (builds .venv and the llama wheel on first use)"
 	@echo "make bench  run benchmarks/ and print ratio tables"
+	@echo "make pi-wheelhouse  aarch64 wheels for an offline Pi install (cross-builds llama-cpp-python once)"
+	@echo "make pi-check       (root) provision + first boot + serve on Bookworm and Trixie arm64 under qemu"
 
 system-deps:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do \
@@ -92,6 +96,26 @@ bench: $(INSTALL_STAMP)
 
 demo: $(INSTALL_STAMP)
 	$(BIN)/python -m device.devtools.demo $(ARGS)
+
+# Cross-compiling needs g++-aarch64-linux-gnu; pi-check needs root, debootstrap and qemu-user-static.
+PI_TOOLS := aarch64-linux-gnu-g++:g++-aarch64-linux-gnu debootstrap:debootstrap qemu-aarch64-static:qemu-user-static \
+	update-binfmts:binfmt-support debugfs:e2fsprogs
+
+pi-wheelhouse: $(INSTALL_STAMP)
+	@command -v aarch64-linux-gnu-g++ >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends g++-aarch64-linux-gnu; } \
+		|| { echo "pi-wheelhouse needs g++-aarch64-linux-gnu (apt-get install g++-aarch64-linux-gnu)"; exit 1; }
+	CMAKE_BUILD_PARALLEL_LEVEL=$${CMAKE_BUILD_PARALLEL_LEVEL:-$$(nproc)} \
+		$(BIN)/python -m device.provision.pi_wheelhouse --dest "$(PI_WHEELHOUSE)" --llama-version $(LLAMA_VERSION)
+
+pi-check: pi-wheelhouse system-deps
+	@[ "$$(id -u)" = 0 ] || { echo "pi-check needs root (debootstrap, chroot, binfmt_misc)"; exit 1; }
+	@missing=""; for pair in $(PI_TOOLS); do \
+		PATH="$$PATH:/usr/sbin:/sbin" command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then echo ">> installing$$missing"; apt-get update -qq; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
+	$(BIN)/python -m device.provision.pi_check --wheelhouse "$(PI_WHEELHOUSE)" $(ARGS)
 
 clean:
 	rm -rf "$(VENV)" .pytest_cache .mypy_cache .ruff_cache .xephy-device build *.egg-info

@@ -27,6 +27,15 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
     parser.add_argument(
         "--wheelhouse", type=Path, metavar="DIR", help="wheels for an offline install on the Pi"
     )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        metavar="FILE",
+        help="a .gguf model copied onto the card; the config points at it",
+    )
+    parser.add_argument(
+        "--new-identity", action="store_true", help="give the device new keys even if it already has some"
+    )
     parser.add_argument("--yes", action="store_true", help="do not ask before erasing --device")
     parser.set_defaults(handler=cmd_provision)
 
@@ -48,6 +57,8 @@ def cmd_provision(args: argparse.Namespace, config: Config) -> int:
         write_image=args.write_image,
         keys_from=args.keys_from,
         wheelhouse=args.wheelhouse,
+        model=args.model,
+        new_identity=args.new_identity,
         yes=args.yes,
     )
     print_report(provision(options, config, sys.stdout, confirm=_ask), sys.stdout)

@@ -86,9 +86,15 @@ def edit_config_txt(text: str, settings: tuple[str, ...]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: user-data keys whose list entries are merged into an existing user-data; other keys of the
+#: template are added only when the existing file lacks them.
+MERGED_LISTS: Final = ("bootcmd", "runcmd")
+
+
 def merge_user_data(existing: str | None, template: str) -> str:
-    """``template`` when there is no usable user-data, else ``existing`` plus the template's runcmd
-    entries that it lacks (the rest of an Imager-written file is kept as it is)."""
+    """``template`` when there is no usable user-data, else ``existing`` plus what it lacks of the
+    template: its ``bootcmd``/``runcmd`` entries, and keys it does not set (``final_message``).
+    The rest of an Imager-written file is kept as it is."""
     ours = yaml.safe_load(template)
     if not existing or not existing.strip():
         return template
@@ -104,17 +110,26 @@ def merge_user_data(existing: str | None, template: str) -> str:
         raise ProvisionError(
             "user-data on the card is not a cloud-config mapping", code="provision_image_invalid"
         )
-    runcmd = theirs.get("runcmd") or []
-    wanted = [item for item in ours["runcmd"] if item not in runcmd]
-    if not wanted:
+    changed = False
+    for key, value in ours.items():
+        if key in MERGED_LISTS:
+            current = theirs.get(key) or []
+            wanted = [item for item in value if item not in current]
+            if wanted:
+                theirs[key] = [*current, *wanted]
+                changed = True
+        elif key not in theirs:
+            theirs[key] = value
+            changed = True
+    if not changed:
         return existing
-    theirs["runcmd"] = [*runcmd, *wanted]
     body = yaml.safe_dump(theirs, sort_keys=False, default_flow_style=None, width=1000)
     return "#cloud-config\n" + body
 
 
 def instance_id(*parts: bytes) -> str:
-    """A cloud-init instance id that changes exactly when the provisioned content changes."""
+    """A cloud-init instance id derived from ``parts`` (provision passes the device's public key, so
+    the id stays the same across config changes and changes with a new identity)."""
     digest = hashlib.sha256()
     for part in parts:
         digest.update(len(part).to_bytes(8, "big") + part)

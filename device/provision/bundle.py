@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -27,7 +28,36 @@ UNIT_FILES: Final = {
     "xephy-device.socket": "xephy-device.socket",
     "sysusers.d/xephy-device.conf": "sysusers.conf",
     "tmpfiles.d/xephy-device.conf": "tmpfiles.conf",
+    "xephy-firstboot.service": "xephy-firstboot.service",
 }
+GGUF_MAGIC: Final = b"GGUF"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A device's public keys: what the operator registers, and what the card records as
+    ``xephy/identity.json`` so a later ``provision`` knows the device already has keys."""
+
+    nostr_pubkey: str
+    npub: str
+    bot_pubkey: str
+    origin: str
+
+    def to_json(self) -> bytes:
+        """The public record written next to the bundle (no secrets)."""
+        body = {"nostr_pubkey": self.nostr_pubkey, "npub": self.npub, "bot_pubkey": self.bot_pubkey}
+        return (json.dumps(body, indent=2, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def from_json(cls, data: bytes, origin: str) -> Identity:
+        """Parse ``identity.json`` (``provision_image_invalid`` when it is not ours)."""
+        try:
+            body = json.loads(data)
+            return cls(str(body["nostr_pubkey"]), str(body["npub"]), str(body["bot_pubkey"]), origin)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ProvisionError(
+                f"xephy/identity.json on the card is unreadable: {exc}", code="provision_image_invalid"
+            ) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +101,11 @@ class KeyMaterial:
             store = KeyStore(Path(tmp))
             store.init()
             return cls.from_files(store.nostr_path.read_bytes(), store.bot_path.read_bytes(), "generated")
+
+    @property
+    def identity(self) -> Identity:
+        """The public half."""
+        return Identity(self.nostr_pubkey, self.npub, self.bot_pubkey, self.origin)
 
     def files(self) -> dict[str, bytes]:
         """Key file name → bytes."""
@@ -125,15 +160,14 @@ def source_archive(root: Path = PROJECT_ROOT) -> bytes:
     return out.getvalue()
 
 
-def wheelhouse_files(directory: Path) -> dict[str, bytes]:
-    """File name → bytes of the wheels (and sdists) in ``--wheelhouse DIR``."""
-    if not directory.is_dir():
-        raise ProvisionError(f"--wheelhouse {directory}: not a directory", code="provision_target_missing")
-    found = {
-        p.name: p.read_bytes()
-        for p in sorted(directory.iterdir())
-        if p.is_file() and (p.suffix == ".whl" or p.name.endswith(".tar.gz"))
-    }
-    if not found:
-        raise ProvisionError(f"--wheelhouse {directory}: no .whl files", code="provision_target_missing")
-    return found
+def model_file(path: Path) -> bytes:
+    """The bytes of ``--model FILE.gguf`` (refused when missing or not GGUF)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ProvisionError(f"--model {path}: {exc.strerror}", code="provision_model_invalid") from exc
+    if not data.startswith(GGUF_MAGIC):
+        raise ProvisionError(
+            f"--model {path}: not a GGUF file (llama.cpp format)", code="provision_model_invalid"
+        )
+    return data

