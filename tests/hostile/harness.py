@@ -203,7 +203,7 @@ class HostileDevice:
         chat: dict[str, Any] | None = None,
     ) -> HostileDevice:
         """Relay, keys, namespace, config; the agent is started by :meth:`start`."""
-        relay = RelayProcess(lmdb=tmp / "relay-lmdb", extra_args=("--nip42", nip42) if nip42 else ())
+        relay = RelayProcess(lmdb=tmp / "relay-lmdb", nip42=nip42)
         await relay.start()
         device = cls(tmp, localnet, relay)
         device.state_dir.mkdir(mode=0o700, parents=True)

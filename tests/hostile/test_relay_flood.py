@@ -13,8 +13,6 @@ import sqlite3
 import time
 from collections import Counter
 
-from nostr_sdk import Event
-
 from device.ledger import LEDGER_FILE
 from tests.fixtures.floods import flood_relay, junk_requests
 from tests.hostile.conftest import MakeDevice
@@ -48,7 +46,7 @@ async def _recharges_behind_junk(device: HostileDevice) -> tuple[list[float], in
     """Publish ``junk`` Requests in slices, a real Request after each; the announce latencies."""
     started = time.monotonic()
     junk_count, real_count = 10_000, scaled(10, 20)
-    users = [await device.registered_user() for _ in range(real_count)]
+    users = await asyncio.gather(*(device.registered_user() for _ in range(real_count)))
     junk = list(junk_requests(junk_count, machine=device.machine, amount=PRICE))
     kinds = Counter(kind for kind, _ in junk)
     events = [event for _, event in junk]
@@ -158,7 +156,7 @@ def _outbox_pending(device: HostileDevice) -> int:
         return -1
 
 
-def _slice(events: list[Event], i: int, parts: int) -> list[Event]:
+def _slice(events: list[str], i: int, parts: int) -> list[str]:
     size = len(events) // parts
     return events[i * size : (i + 1) * size if i < parts - 1 else len(events)]
 
