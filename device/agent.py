@@ -5,7 +5,8 @@ Start order (reverse on stop), each part handed its dependencies explicitly:
 1. ledger (opened by the caller) and keys; indicators (LEDs, display, console) so start-up shows;
 2. relays: ``embedded`` starts :class:`~device.relay.EmbeddedRelay` in-process;
 3. chain: ``embedded`` starts the localnet stand-in with this device's bot registered;
-4. settlement client → recharge processor, which first resumes every unfinished recharge;
+4. settlement client → recharge processor, which first resumes every unfinished recharge; the ledger's
+   retention (:class:`~device.retention.LedgerPruner`: prune now, then hourly);
 5. relay link: subscribes from ``cursor − overlap`` and publishes the outbox;
 6. the model (one worker thread) and the chat socket (systemd's, or our own);
 7. the button; ``endpoints.json`` for the user commands in a second terminal;
@@ -21,11 +22,11 @@ import datetime
 import logging
 import os
 import signal
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from device import __version__
 from device.button import build_button
@@ -40,6 +41,7 @@ from device.ledger import LEDGER_FILE, Ledger
 from device.nostr_events import EventSigner
 from device.recharge import FaultPoints, RechargeProcessor
 from device.relay import EmbeddedRelay, RelayLink
+from device.retention import LedgerPruner
 from device.solana.client import SettlementClient
 from device.state import ChainStatus, DeviceState, LinkStatus, StateHub
 from device.systemd_notify import Notifier, Watchdog, watchdog_interval
@@ -166,6 +168,8 @@ class Agent:
             )
             stack.push_async_callback(processor.aclose)
             await processor.resume_unfinished()
+            pruner = LedgerPruner(self.ledger, retention_seconds=self.config.ledger.retention_seconds)
+            await _background(stack, pruner.run(), name="ledger-pruner")
             self.link = RelayLink(
                 self.relay_urls,
                 ledger=self.ledger,
@@ -174,6 +178,7 @@ class Agent:
                 on_event=processor.handle,
                 on_state=self._on_link_state,
                 overlap_seconds=self.config.nostr.overlap_seconds,
+                auth_keys=self.keys.nostr,
             )
             await self.link.start()
             stack.push_async_callback(self.link.stop)
@@ -306,6 +311,17 @@ class Agent:
 
     def _on_link_state(self, status: LinkStatus) -> None:
         self.hub.update(relay=status)
+
+
+async def _background(stack: AsyncExitStack, work: Coroutine[Any, Any, None], *, name: str) -> None:
+    """Run ``work`` as a task until the stack unwinds (then cancel it)."""
+    task = asyncio.create_task(work, name=name)
+
+    async def cancel() -> None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    stack.push_async_callback(cancel)
 
 
 async def run_until_signalled(agent: Agent, out: TextIO) -> None:

@@ -55,6 +55,7 @@ __all__ = [
     "DeviceConfig",
     "DisplayConfig",
     "IndicatorsConfig",
+    "LedgerConfig",
     "LedsConfig",
     "LlmConfig",
     "NostrConfig",
@@ -507,6 +508,10 @@ class NostrConfig:
     admin_pubkeys: tuple[str, ...] = field(default=(), metadata=_check(_nostr_pubkeys))
     trusted_authors: tuple[str, ...] = field(default=(), metadata=_check(_nostr_pubkeys))
     overlap_seconds: int = field(default=600, metadata=_check(_int(0, 31_536_000)))
+    #: Refusal replies (``Status{Available, LockFailed}``) published per author, and in all, per minute;
+    #: refusals beyond them are recorded but not answered.
+    refusals_per_author_per_minute: int = field(default=6, metadata=_check(_int(0, 100_000)))
+    refusals_per_minute: int = field(default=60, metadata=_check(_int(0, 1_000_000)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -626,6 +631,22 @@ class ButtonConfig:
     min_interval_seconds: float = field(default=2.0, metadata=_check(_number(0, 3600)))
 
 
+#: The shortest retention allowed beyond ``nostr.overlap_seconds``: the dApp's and ``user recharge``'s
+#: authorizations are valid for 1800 s, and a deadline may lie at most retention − overlap ahead.
+MIN_AUTHORIZATION_WINDOW: Final = 1800
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerConfig:
+    #: Finished recharge rows and acknowledged outbox rows older than this are pruned; a Request whose
+    #: authorization deadline lies more than ``retention_seconds − nostr.overlap_seconds`` ahead is refused.
+    retention_seconds: int = field(default=86_400, metadata=_check(_int(3_600, 31_536_000)))
+
+    def max_authorization_seconds(self, overlap_seconds: int) -> int:
+        """How far ahead an authorization's deadline may lie: a pruned Request can never be paid again."""
+        return self.retention_seconds - overlap_seconds
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     device: DeviceConfig = field(default_factory=DeviceConfig, metadata={"section": DeviceConfig})
@@ -638,6 +659,12 @@ class Config:
         default_factory=IndicatorsConfig, metadata={"section": IndicatorsConfig}
     )
     button: ButtonConfig = field(default_factory=ButtonConfig, metadata={"section": ButtonConfig})
+    ledger: LedgerConfig = field(default_factory=LedgerConfig, metadata={"section": LedgerConfig})
+
+    @property
+    def max_authorization_seconds(self) -> int:
+        """How far ahead of now a Request's authorization deadline may lie (see :class:`LedgerConfig`)."""
+        return self.ledger.max_authorization_seconds(self.nostr.overlap_seconds)
 
 
 # --------------------------------------------------------------------------- cross-field rules
@@ -726,6 +753,16 @@ def _claimed_pins(cfg: Config) -> Iterator[tuple[str, int]]:
             yield "indicators.display.port", pin
 
 
+def _check_retention(cfg: Config) -> None:
+    least = cfg.nostr.overlap_seconds + MIN_AUTHORIZATION_WINDOW
+    if cfg.ledger.retention_seconds < least:
+        raise _invalid(
+            "ledger.retention_seconds",
+            f"expected an integer ≥ nostr.overlap_seconds + {MIN_AUTHORIZATION_WINDOW} ({least}), "
+            f"got {cfg.ledger.retention_seconds}",
+        )
+
+
 def _check_pins(cfg: Config) -> None:
     owner: dict[int, str] = {}
     for path, pin in _claimed_pins(cfg):
@@ -780,6 +817,7 @@ def parse_config(data: object, *, base_dir: Path, cwd: Path | None = None) -> Co
     cwd = cwd if cwd is not None else Path.cwd()
     ctx = _Ctx(base_dir=cwd / base_dir, cwd=cwd)
     cfg: Config = _parse_section(Config, data, "", ctx)
+    _check_retention(cfg)
     _check_pins(cfg)
     return cfg
 

@@ -2,7 +2,7 @@
 
 Durability and idempotency contract
 -----------------------------------
-* Every state change (grant, debit, outbox enqueue/attempt/ack, seen event, cursor, rebuild) is exactly one
+* Every state change (grant, debit, outbox enqueue/attempt/ack, cursor, prune, rebuild) is exactly one
   SQLite transaction (``BEGIN IMMEDIATE`` … ``COMMIT``) in WAL mode with ``synchronous=FULL``: when a method
   returns, its change is on disk and survives power loss; when it raises, nothing of it was written.
 * Money moves only through the append-only ``ops`` table, keyed by an idempotency key (the Nostr ``Request``
@@ -14,11 +14,22 @@ Durability and idempotency contract
   restart frees every hold, and reserve/release cost no fsync: a chat pays one (its debit), not three.
   Hence the agent process that owns the ledger must be its only writer; other processes may read.
 * ``rebuild`` replays ``Transaction`` events; an event already applied (by id) is skipped: idempotent.
+* Outbox rows carry a priority (:class:`OutboxPriority`): grants and debits (``NORMAL``) are handed to the
+  publisher before replies that move no money (refusals, ``LOW``), whatever order they were stored in.
+
+Retention
+---------
+:meth:`Ledger.prune` deletes finished recharge rows and acknowledged outbox rows older than a cutoff (the
+agent's :class:`device.retention.LedgerPruner` passes ``now − ledger.retention_seconds``); ``ops`` are
+money history and never pruned.  The file runs in ``auto_vacuum = INCREMENTAL`` mode, so the pages a prune
+frees go back to the file system (``PRAGMA incremental_vacuum``) and the file stops growing.  A ledger
+created before that mode is converted once, by a ``VACUUM`` when it is opened (see :meth:`Ledger.open`).
 
 Errors are :class:`LedgerError` with a stable ``code``: ``ledger_error``, ``insufficient_balance``,
 ``invalid_amount``, ``argument_invalid``, ``idempotency_conflict``, ``reservation_not_held``,
 ``ledger_disk_full``, ``ledger_read_only``, ``ledger_busy``, ``ledger_corrupt``, ``ledger_closed``,
-``ledger_schema_too_new``, ``recharge_not_found``, ``recharge_state_invalid``.
+``ledger_schema_too_new``, ``recharge_not_found``, ``recharge_state_invalid``.  A conversion to incremental
+vacuum that cannot run at open is logged ``ledger_vacuum_deferred`` and retried at the next open.
 
 Recharges
 ---------
@@ -36,13 +47,14 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
@@ -55,12 +67,17 @@ __all__ = [
     "Ledger",
     "LedgerError",
     "OutboxEvent",
+    "OutboxPriority",
+    "PruneReport",
     "RebuildReport",
     "RechargeRow",
     "RechargeState",
     "Reservation",
     "TransactionRecord",
 ]
+
+
+log = logging.getLogger(__name__)
 
 
 class LedgerError(DeviceError):
@@ -98,11 +115,28 @@ class Reservation:
     amount: int
 
 
+class OutboxPriority(IntEnum):
+    """Which outbox rows the publisher takes first (lower first; stored order within a priority)."""
+
+    NORMAL = 0  # grants, debits, and everything else that announces a balance change or the device
+    LOW = 1  # replies that move no money: refusals, admin acknowledgements
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxEvent:
     event_id: str
     event_json: str  # the signed Nostr event, verbatim
     attempts: int = 0
+    priority: OutboxPriority = OutboxPriority.NORMAL
+
+
+@dataclass(frozen=True, slots=True)
+class PruneReport:
+    """What :meth:`Ledger.prune` deleted, and the file's pages given back."""
+
+    recharges: int
+    outbox: int
+    pages_freed: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,18 +252,29 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )""",
         "CREATE INDEX recharges_unfinished ON recharges (created_at) WHERE state IN ('pending', 'submitted')",
     ),
+    (  # outbox priorities; indexes for retention; the unused seen_events table dropped
+        "ALTER TABLE outbox ADD COLUMN priority INTEGER NOT NULL DEFAULT 0 CHECK (priority >= 0)",
+        "DROP INDEX outbox_pending",
+        "CREATE INDEX outbox_pending ON outbox (priority) WHERE acked_at IS NULL",
+        "CREATE INDEX outbox_acked ON outbox (acked_at) WHERE acked_at IS NOT NULL",
+        "CREATE INDEX recharges_finished ON recharges (updated_at)"
+        " WHERE state NOT IN ('pending', 'submitted')",
+        "DROP TABLE seen_events",
+    ),
 )
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 #: The ledger's file name inside ``device.state_dir``.
 LEDGER_FILE: Final = "ledger.sqlite3"
 
 _MIN_SQLITE: Final = (3, 24, 0)
+_INCREMENTAL: Final = 2  # PRAGMA auto_vacuum value
+_WAL_SIZE_LIMIT: Final = 4 * 1024 * 1024  # bytes the WAL file is truncated to after a checkpoint
 _CURSOR: Final = "relay_cursor"
 _REBUILD_KEY_PREFIX: Final = "rebuild:"  # keeps rebuilt ops out of the grant/debit key space
 
 
 class Ledger:
-    """Balances, reservations, outbox, incoming-event dedupe and relay cursor in one SQLite file.
+    """Balances, reservations, outbox, recharges and relay cursor in one SQLite file.
 
     Thread-safe: one connection, every call serialised by a lock.  Calls that write block for one fsync,
     so call them from a worker thread (``asyncio.to_thread``) when latency on the event loop matters.
@@ -264,13 +309,17 @@ class Ledger:
             raise _storage_error(exc) from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            # Takes effect only on a file with no table yet; older ledgers are converted below.
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
             if str(mode).lower() != "wal":
                 raise LedgerError(f"{path}: journal_mode is {mode!r}, WAL is required")
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA temp_store = MEMORY")
+            conn.execute(f"PRAGMA journal_size_limit = {_WAL_SIZE_LIMIT}")
             _migrate(conn, path)
+            _convert_to_incremental_vacuum(conn, path)
         except BaseException as exc:
             conn.close()
             if isinstance(exc, sqlite3.Error):
@@ -419,14 +468,18 @@ class Ledger:
             return self._insert_outbox(conn, rows) > 0
 
     def pending_outbox(self, limit: int = 100) -> list[OutboxEvent]:
-        """Events no relay has acknowledged yet, oldest first (in the order they were stored)."""
+        """Events no relay has acknowledged yet: by priority, then in the order they were stored."""
         if _count(limit, "limit") == 0:
             return []
         rows = self._query(
-            "SELECT event_id, event_json, attempts FROM outbox WHERE acked_at IS NULL ORDER BY rowid LIMIT ?",
+            "SELECT event_id, event_json, attempts, priority FROM outbox WHERE acked_at IS NULL"
+            " ORDER BY priority, rowid LIMIT ?",
             limit,
         )
-        return [OutboxEvent(event_id=r[0], event_json=r[1], attempts=r[2]) for r in rows]
+        return [
+            OutboxEvent(event_id=r[0], event_json=r[1], attempts=r[2], priority=OutboxPriority(r[3]))
+            for r in rows
+        ]
 
     def mark_sent_attempt(self, event_id: str) -> None:
         _require_text("event_id", event_id)
@@ -627,20 +680,7 @@ class Ledger:
         )
         return [_recharge_row(r) for r in rows]
 
-    # ------------------------------------------------------------------------------ incoming events
-    def remember_event(self, event_id: str, created_at: int) -> bool:
-        """True the first time ``event_id`` is seen, False afterwards (a dedupe hint, not a money guard)."""
-        _require_text("event_id", event_id)
-        _count(created_at, "created_at")
-        with self._write() as conn:
-            return (
-                conn.execute(
-                    "INSERT INTO seen_events (event_id, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                    (event_id, created_at),
-                ).rowcount
-                > 0
-            )
-
+    # -------------------------------------------------------------------------------------- relay cursor
     def cursor(self) -> int | None:
         """``created_at`` of the newest incoming event handled, or None before the first one."""
         rows = self._query("SELECT value FROM meta WHERE name = ?", _CURSOR)
@@ -702,6 +742,49 @@ class Ledger:
             conn.execute("DELETE FROM temp.rebuild_in")
         return RebuildReport(applied=applied, skipped=received - applied, negative_users=negative)
 
+    # ---------------------------------------------------------------------------------------- retention
+    def prune(self, before: int) -> PruneReport:
+        """Delete finished recharge rows updated before ``before`` and outbox rows acknowledged before it
+        (unix seconds), in one transaction; then give the freed pages back to the file system.
+
+        Never touches ``ops``, unfinished recharges or unacknowledged outbox rows.  A request whose row is
+        gone is handled as new if a relay delivers it again; its authorization has expired by then (the
+        retention is longer than any deadline the device accepts) and the on-chain nonce is the final guard.
+        """
+        _count(before, "before")
+        with self._write() as conn:
+            recharges = conn.execute(
+                "DELETE FROM recharges WHERE state NOT IN ('pending', 'submitted') AND updated_at < ?",
+                (before,),
+            ).rowcount
+            outbox = conn.execute(
+                "DELETE FROM outbox WHERE acked_at IS NOT NULL AND acked_at < ?", (before,)
+            ).rowcount
+        return PruneReport(recharges=recharges, outbox=outbox, pages_freed=self.vacuum())
+
+    def vacuum(self) -> int:
+        """Give the file's free pages back to the file system (incremental vacuum, then a WAL checkpoint
+        that truncates the WAL); returns how many pages were freed.  Cheap when nothing is free."""
+        with self._lock:
+            conn = self._connection()
+            try:
+                (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+                if free:
+                    conn.execute("PRAGMA incremental_vacuum").fetchall()
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.Error as exc:
+                raise _storage_error(exc) from exc
+        return int(free)
+
+    def file_bytes(self) -> int:
+        """Bytes the ledger occupies on disk now: the database file plus its WAL."""
+        with self._lock:
+            ((page_size,),) = self._query("PRAGMA page_size")
+            ((pages,),) = self._query("PRAGMA page_count")
+            (path,) = [r[2] for r in self._query("PRAGMA database_list") if r[1] == "main"]
+        wal = Path(f"{path}-wal")
+        return int(page_size) * int(pages) + (wal.stat().st_size if wal.exists() else 0)
+
     # ------------------------------------------------------------------------------------ diagnostics
     def check(self) -> list[str]:
         """Problems found by SQLite's integrity check and by recomputing balances from ops (empty: none)."""
@@ -761,9 +844,9 @@ class Ledger:
         else:
             self._reserved.pop(res.user, None)
 
-    def _outbox_rows(self, events: Iterable[OutboxEvent]) -> list[tuple[str, str, int]]:
+    def _outbox_rows(self, events: Iterable[OutboxEvent]) -> list[tuple[str, str, int, int]]:
         now = self._now()
-        return [(_checked_event(e), e.event_json, now) for e in events]
+        return [(_checked_event(e), e.event_json, now, int(OutboxPriority(e.priority))) for e in events]
 
     def _apply_grant(
         self, conn: sqlite3.Connection, key: str, user: str, tokens: int, event_id: str | None
@@ -794,10 +877,11 @@ class Ledger:
         return _recharge_row(row)
 
     @staticmethod
-    def _insert_outbox(conn: sqlite3.Connection, rows: list[tuple[str, str, int]]) -> int:
+    def _insert_outbox(conn: sqlite3.Connection, rows: list[tuple[str, str, int, int]]) -> int:
         before = conn.total_changes
         conn.executemany(
-            "INSERT INTO outbox (event_id, event_json, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            "INSERT INTO outbox (event_id, event_json, created_at, priority) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
             rows,
         )
         return conn.total_changes - before
@@ -857,6 +941,28 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
     except BaseException:
         _rollback(conn)
         raise
+
+
+def _convert_to_incremental_vacuum(conn: sqlite3.Connection, path: Path) -> None:
+    """Switch a ledger created without incremental vacuum to it: ``auto_vacuum`` can only change on a file
+    with no table, or through a ``VACUUM`` (which rewrites the file, needs about its size free on disk and an
+    exclusive lock).  Done once; if it cannot run now it is logged and tried again at the next open -- the
+    ledger works either way, its file just does not shrink meanwhile."""
+    (mode,) = conn.execute("PRAGMA auto_vacuum").fetchone()
+    if mode == _INCREMENTAL:
+        return
+    try:
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        conn.execute("VACUUM")
+    except sqlite3.Error as exc:
+        log.warning(
+            "%s: could not convert the ledger to incremental vacuum (%s); will retry at the next start",
+            path,
+            exc,
+            extra={"code": "ledger_vacuum_deferred"},
+        )
+        return
+    log.info("%s: converted the ledger to incremental vacuum", path, extra={"code": "ledger_vacuumed"})
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from nostr_sdk import Event, EventBuilder, Keys, Kind, Tag, Timestamp
 
-from device.ledger import OutboxEvent
+from device.ledger import OutboxEvent, OutboxPriority
 from device.protocol import KIND, Message, encode_message, event_tags
 
 
@@ -34,9 +34,9 @@ class SignedEvent:
     content: str
     event_json: str
 
-    def outbox(self) -> OutboxEvent:
-        """The outbox row that publishes this event."""
-        return OutboxEvent(event_id=self.event_id, event_json=self.event_json)
+    def outbox(self, priority: OutboxPriority = OutboxPriority.NORMAL) -> OutboxEvent:
+        """The outbox row that publishes this event (refusals pass ``OutboxPriority.LOW``)."""
+        return OutboxEvent(event_id=self.event_id, event_json=self.event_json, priority=priority)
 
 
 #: How many recent contents the signer remembers to keep their event ids distinct.

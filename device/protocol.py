@@ -99,6 +99,7 @@ __all__ = [
     "Transaction",
     "decode_message",
     "decode_payload",
+    "decode_payload_error",
     "decode_recover_info",
     "encode_message",
     "encode_payload",
@@ -569,14 +570,23 @@ def decode_payload(text: str | bytes) -> Payload:
     namespace_id = obj.get("namespace_id")  # absent or null: OLD program
     if namespace_id is not None:
         namespace_id = _int(namespace_id, "payload.namespace_id", 0, U64_MAX, "u64")
-    error = None
-    if (error_obj := obj.get("error")) is not None:
-        eobj = _object(error_obj, "payload.error")
-        error = PayloadError(
-            code=_text(_get(eobj, "code", "payload.error"), "payload.error.code"),
-            message=_text(_get(eobj, "message", "payload.error"), "payload.error.message"),
-        )
-    return Payload(user, nonce, recover_info, namespace_id, error)
+    return Payload(user, nonce, recover_info, namespace_id, _payload_error(obj))
+
+
+def decode_payload_error(text: str | bytes) -> PayloadError | None:
+    """The ``error`` of a reply's payload (a refusal's is ``{"error": {"code", "message"}}`` alone, a
+    full payload may carry one too); None when it has none."""
+    return _payload_error(_object(_load_json(text, "payload"), "payload"))
+
+
+def _payload_error(obj: dict[str, object]) -> PayloadError | None:
+    if (error_obj := obj.get("error")) is None:
+        return None
+    eobj = _object(error_obj, "payload.error")
+    return PayloadError(
+        code=_text(_get(eobj, "code", "payload.error"), "payload.error.code"),
+        message=_text(_get(eobj, "message", "payload.error"), "payload.error.message"),
+    )
 
 
 def encode_payload(payload: Payload) -> str:

@@ -2,11 +2,19 @@
 
 Exactly once, across duplicates, concurrency and crashes (``shared/design.md``, "The money path"):
 
-1. The Request is checked without spending anything: routing (session, machine), its content, payload and
-   ``recover_info``, the namespace, the device binding in ``extra_data`` (:func:`charge_amount`), then the
-   chain's view of the authorization (:meth:`SettlementClient.prepare_pay`: nonce, signature, deadline,
-   funds).  Any refusal is recorded ``failed`` together with a ``Status{Available, LockFailed}`` reply whose
-   payload carries ``"error": {"code", "message"}`` -- in one ledger transaction; nothing is charged.
+1. Cheap checks first, which cost no fsync and no signature: routing (session, machine), the content,
+   payload and ``recover_info`` must decode, the reason must be one this device acts on (a user's
+   ``Request{Working, UserRequest}``, or an admin reason from ``nostr.admin_pubkeys``), and the payload must
+   be addressed here (namespace; the device binding in ``extra_data`` names this machine).  A Request that
+   fails them is *dropped*: logged with its code (:class:`~device.recharge.drops.DropLog`), nothing stored,
+   nothing signed, no reply -- as the reference controller does on any failure.
+   Then verification: the device's limits (the bound amount, :func:`charge_amount`; a deadline at most
+   ``Config.max_authorization_seconds`` ahead) and the chain's view of the authorization
+   (:meth:`SettlementClient.prepare_pay`: nonce, signature, deadline, funds).  A refusal is recorded
+   ``failed`` together with a ``Status{Available, LockFailed}`` reply naming the Request and carrying only
+   ``"error": {"code", "message"}`` -- in one ledger transaction; nothing is charged.  Replies are limited
+   per author and overall (:class:`~device.recharge.refusal_limit.RefusalLimiter`; a refusal beyond the
+   limits is recorded unanswered) and queued at low priority, behind grants and debits.
 2. The ledger row, keyed by the Request's event id, is the only dedupe: a finished request delivered again
    does nothing; an unfinished one is resumed, never started over.
 3. ``pending`` is written before anything is signed, the transaction's signature (and bytes) before it is
@@ -18,7 +26,7 @@ Exactly once, across duplicates, concurrency and crashes (``shared/design.md``, 
    one of them can land; different users settle concurrently.
 
 Trust: recharges are accepted from any author.  ``AdminRequest``/``Reset`` are accepted only from
-``nostr.admin_pubkeys`` (others are refused ``unauthorized``).  This device has no occupancy to reset --
+``nostr.admin_pubkeys`` (others are dropped ``unauthorized``).  This device has no occupancy to reset --
 every recharge is its own transaction -- so an admin request is only acknowledged with
 ``Status{Available, <its reason>}`` echoing its payload: it never charges and never grants.
 ``Status``/``Transaction`` events cause no action; from authors other than this device and
@@ -36,13 +44,13 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 from solders.pubkey import Pubkey
 
 from device.config import Config
 from device.errors import DeviceError
-from device.ledger import Ledger, RechargeRow, RechargeState
+from device.ledger import Ledger, OutboxEvent, OutboxPriority, RechargeRow, RechargeState
 from device.nostr_events import EventSigner
 from device.protocol import (
     MachineStatus,
@@ -58,7 +66,9 @@ from device.protocol import (
     decode_recover_info,
     read_routing,
 )
+from device.recharge.drops import DropLog
 from device.recharge.faults import FaultPoints
+from device.recharge.refusal_limit import RefusalLimiter
 from device.recharge.replies import acknowledgement, grant_messages, refusal
 from device.relay import IncomingEvent
 from device.solana.authorization import charge_amount
@@ -71,11 +81,15 @@ log = logging.getLogger(__name__)
 _EVENT_ID: Final = re.compile(r"[0-9a-f]{64}")
 _ADMIN_REASONS: Final = frozenset({Reason.AdminRequest, Reason.Reset})
 _LEDGER_UNWRITABLE: Final = frozenset({"ledger_disk_full", "ledger_busy", "ledger_read_only"})
+# Failures of the cheap checks on a payload that are nevertheless answered: a legitimate user can cause
+# them (asking for more than the device's limit); everything else there means "not for us" or "unreadable".
+_ANSWERED_CHECKS: Final = frozenset({"binding_amount_invalid"})
 
 
 class RechargeRefusal(DeviceError):
-    """A Request this device will not act on; ``code`` is ``unauthorized``, ``request_unsupported`` or
-    ``namespace_mismatch`` (other refusals keep the protocol's and the authorization's codes)."""
+    """A Request this device will not act on; ``code`` is ``unauthorized``, ``request_unsupported``,
+    ``namespace_mismatch`` or ``deadline_too_far`` (others keep the protocol's and the authorization's
+    codes)."""
 
     code = "request_unsupported"
 
@@ -88,6 +102,7 @@ class _Order:
     nonce: int
     amount_lamports: int
     tokens: int
+    deadline: int
 
 
 class _UserLocks:
@@ -127,6 +142,8 @@ class RechargeProcessor:
         retry_initial_seconds: float = 1.0,
         retry_max_seconds: float = 60.0,
         background_settlement: bool = False,
+        refusal_limiter: RefusalLimiter | None = None,
+        drops: DropLog | None = None,
     ) -> None:
         self._ledger = ledger
         self._settlement = settlement
@@ -144,6 +161,12 @@ class RechargeProcessor:
         self._trusted = frozenset(config.nostr.trusted_authors) | {self._self}
         self._namespace_id = config.solana.namespace_id
         self._pricing = config.pricing
+        self._max_ahead = config.max_authorization_seconds
+        self._limiter = refusal_limiter or RefusalLimiter(
+            per_author_per_minute=config.nostr.refusals_per_author_per_minute,
+            per_minute=config.nostr.refusals_per_minute,
+        )
+        self._drops = drops or DropLog(log)
         self._locks = _UserLocks()
         self._settling = 0
         self._retry_task: asyncio.Task[None] | None = None
@@ -226,7 +249,7 @@ class RechargeProcessor:
             if author == self._self:
                 log.warning("own event %s unreadable: %s", event_id, exc, extra={"code": exc.code})
                 return
-            await self._refuse_new(event_id, author, None, exc.code, exc.message)
+            self._drops.drop(event_id, exc.code, exc.message)
             return
         if isinstance(message, Status | Transaction):
             self._observe(event_id, author, message)
@@ -247,6 +270,12 @@ class RechargeProcessor:
         )
 
     async def _on_request(self, event_id: str, author: str, request: Request) -> None:
+        order = self._cheap_checks(event_id, author, request)
+        if order is None:
+            return
+        if order == "admin":
+            await self._on_admin(event_id, author, request)
+            return
         known = await asyncio.to_thread(self._ledger.recharge, event_id)
         if known is not None:
             if self._background:
@@ -254,23 +283,17 @@ class RechargeProcessor:
             else:
                 await self._on_known(known)
             return
-        if request.reason in _ADMIN_REASONS:
-            await self._on_admin(event_id, author, request)
+        if isinstance(order, DeviceError):
+            await self._refuse_new(event_id, author, order.code, order.message)
             return
-        if (request.to_status, request.reason) != (MachineStatus.Working, Reason.UserRequest):
+        if order.deadline > int(self._clock()) + self._max_ahead:
             await self._refuse_new(
                 event_id,
                 author,
-                request.payload,
-                "request_unsupported",
-                f"this device only accepts Request{{Working, UserRequest}} recharges, "
-                f"not {request.to_status}/{request.reason}",
+                "deadline_too_far",
+                f"the authorization's deadline {order.deadline} is more than {self._max_ahead} s ahead; "
+                "sign one that expires sooner",
             )
-            return
-        try:
-            order = self._check(request)
-        except DeviceError as exc:
-            await self._refuse_new(event_id, author, request.payload, exc.code, exc.message)
             return
         if self._background:
             row = await self._begin(event_id, author, order, request.payload)
@@ -281,6 +304,33 @@ class RechargeProcessor:
             row = await self._begin(event_id, author, order, request.payload)
             if not row.state.finished:
                 await self._settle(row)
+
+    def _cheap_checks(
+        self, event_id: str, author: str, request: Request
+    ) -> _Order | DeviceError | Literal["admin"] | None:
+        """The order a user's Request asks for; a :class:`DeviceError` to answer with a refusal; ``"admin"``
+        for an admin's request; None when the Request was dropped (logged here)."""
+        if request.reason in _ADMIN_REASONS:
+            if author not in self._admins:
+                self._drops.drop(
+                    event_id, "unauthorized", f"{request.reason} from {author}, which is not an admin key"
+                )
+                return None
+            return "admin"
+        if (request.to_status, request.reason) != (MachineStatus.Working, Reason.UserRequest):
+            self._drops.drop(
+                event_id,
+                "request_unsupported",
+                f"only Request{{Working, UserRequest}} is acted on, not {request.to_status}/{request.reason}",
+            )
+            return None
+        try:
+            return self._read(request)
+        except DeviceError as exc:
+            if exc.code in _ANSWERED_CHECKS:
+                return exc
+            self._drops.drop(event_id, exc.code, exc.message)
+            return None
 
     async def _begin(self, event_id: str, author: str, order: _Order, payload: str) -> RechargeRow:
         """Record the request as ``pending`` (idempotent: a known request id returns its row)."""
@@ -322,29 +372,21 @@ class RechargeProcessor:
                 await self._settle(current)
 
     async def _on_admin(self, event_id: str, author: str, request: Request) -> None:
-        if author not in self._admins:
-            await self._refuse_new(
-                event_id,
-                author,
-                request.payload,
-                "unauthorized",
-                f"{request.reason} is reserved to the device's admin keys; {author} is not one",
-            )
-            return
         reply = self._signer.sign(acknowledgement(event_id, request.reason, request.payload))
         if await asyncio.to_thread(
             self._ledger.answer_request,
             event_id,
             author=author,
             payload=request.payload,
-            outbox=[reply.outbox()],
+            outbox=[reply.outbox(OutboxPriority.LOW)],
         ):
             log.info("admin %s %s acknowledged; nothing charged", request.reason, event_id)
             self._notify_outbox()
 
     # ------------------------------------------------------------------------------------- validation
-    def _check(self, request: Request) -> _Order:
-        """Everything that can be refused without asking the chain (raises a :class:`DeviceError`)."""
+    def _read(self, request: Request) -> _Order:
+        """The order in a Request's payload, if it is readable and addressed here (raises a
+        :class:`DeviceError`; see ``_ANSWERED_CHECKS`` for the one that is answered, not dropped)."""
         payload = decode_payload(request.payload)
         info = decode_recover_info(payload.recover_info, path="payload.recover_info")
         if payload.namespace_id is not None and payload.namespace_id != self._namespace_id:
@@ -358,7 +400,9 @@ class RechargeProcessor:
             recharge_lamports=self._pricing.recharge_lamports,
             max_recharge_lamports=self._pricing.max_recharge_lamports,
         )
-        return _Order(payload.user, payload.nonce, amount, amount * self._pricing.tokens_per_lamport)
+        return _Order(
+            payload.user, payload.nonce, amount, amount * self._pricing.tokens_per_lamport, info.deadline
+        )
 
     # --------------------------------------------------------------------------------------- settling
     async def _settle(self, row: RechargeRow) -> None:
@@ -487,30 +531,33 @@ class RechargeProcessor:
         )
 
     async def _fail(self, row: RechargeRow, code: str, message: str) -> None:
-        reply = self._signer.sign(refusal(row.request_id, row.payload, code, message))
-        if await asyncio.to_thread(
-            self._ledger.fail_recharge, row.request_id, code, message, outbox=[reply.outbox()]
-        ):
-            self._refused(row.request_id, row.user, code, message)
+        outbox = self._refusal_reply(row.request_id, row.author, code, message)
+        if await asyncio.to_thread(self._ledger.fail_recharge, row.request_id, code, message, outbox=outbox):
+            self._refused(row.request_id, row.user, code, message, answered=bool(outbox))
 
-    async def _refuse_new(
-        self, event_id: str, author: str, payload: str | None, code: str, message: str
-    ) -> None:
-        reply = self._signer.sign(refusal(event_id, payload, code, message))
+    async def _refuse_new(self, event_id: str, author: str, code: str, message: str) -> None:
+        outbox = self._refusal_reply(event_id, author, code, message)
         if await asyncio.to_thread(
-            self._ledger.fail_recharge,
-            event_id,
-            code,
-            message,
-            outbox=[reply.outbox()],
-            author=author,
-            payload=payload,
+            self._ledger.fail_recharge, event_id, code, message, outbox=outbox, author=author
         ):
-            self._refused(event_id, None, code, message)
+            self._refused(event_id, None, code, message, answered=bool(outbox))
 
-    def _refused(self, request_id: str, user: str | None, code: str, message: str) -> None:
-        log.warning("request %s refused: %s", request_id, message, extra={"code": code})
-        self._notify_outbox()
+    def _refusal_reply(self, request_id: str, author: str, code: str, message: str) -> list[OutboxEvent]:
+        """The signed refusal, queued at low priority -- or nothing, beyond the refusal limits."""
+        if not self._limiter.allow(author):
+            return []
+        return [self._signer.sign(refusal(request_id, code, message)).outbox(OutboxPriority.LOW)]
+
+    def _refused(self, request_id: str, user: str | None, code: str, message: str, *, answered: bool) -> None:
+        if answered:
+            log.warning("request %s refused: %s", request_id, message, extra={"code": code})
+            self._notify_outbox()
+        else:
+            self._drops.drop(
+                request_id,
+                "recharge_refusal_unanswered",
+                f"refused {code} ({message}); not answered: over the refusal rate limit",
+            )
         self._note_error(user, code, message)
 
     def _note_error(self, user: str | None, code: str, message: str) -> None:

@@ -3,10 +3,9 @@
 * A grant is announced by three events, in this order: ``Status{Working, UserRequest}``,
   ``Transaction{user, +tokens}``, ``Status{Available, UserBehaviour}`` -- each ``Status`` names the Request
   (``initial_request``) and echoes its payload text verbatim, as the reference controller does.
-* A refusal is ``Status{Available, LockFailed}`` whose payload is the Request's payload with an ``"error":
-  {"code", "message"}`` member added.  The payload is edited as a JSON object, keeping every key, their order
-  and the ``recover_info`` text as received; a payload that is not a JSON object (or no payload at all:
-  malformed content) becomes ``{"error": {...}}``.
+* A refusal is ``Status{Available, LockFailed}`` naming the Request (``initial_request``) whose payload is
+  only ``{"error": {"code", "message"}}``: the Request's payload is not echoed, so a refusal costs the same
+  few hundred bytes whatever a stranger sent (the reference controller replies nothing at all on failure).
 * An admin request is acknowledged with ``Status{Available, <its reason>}`` and its payload verbatim.
 """
 
@@ -15,15 +14,7 @@ from __future__ import annotations
 import json
 from typing import Final
 
-from device.protocol import (
-    MAX_CONTENT_BYTES,
-    MachineStatus,
-    ProtocolError,
-    Reason,
-    Status,
-    Transaction,
-    encode_message,
-)
+from device.protocol import MachineStatus, Reason, Status, Transaction
 
 #: Longest error message carried in a reply (characters); longer ones are cut.
 MAX_ERROR_MESSAGE: Final = 300
@@ -35,49 +26,15 @@ def _clean(text: str) -> str:
     return text if len(text) <= MAX_ERROR_MESSAGE else text[: MAX_ERROR_MESSAGE - 1] + "…"
 
 
-def _reject_constant(name: str) -> object:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _payload_object(payload: str | None) -> dict[str, object] | None:
-    if payload is None:
-        return None
-    try:
-        parsed = json.loads(payload, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
-        return None
-    return parsed if isinstance(parsed, dict) else None
-
-
-def refusal_payload(payload: str | None, code: str, message: str) -> str:
-    """The Request's ``payload`` with ``"error": {"code", "message"}`` set (see the module docstring)."""
+def refusal_payload(code: str, message: str) -> str:
+    """``{"error": {"code", "message"}}`` as compact JSON, both texts cut and cleaned."""
     error = {"code": _clean(code), "message": _clean(message)}
-    obj = _payload_object(payload)
-    if obj is not None:
-        obj["error"] = error
-        try:
-            text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-            text.encode("utf-8")
-        except (ValueError, RecursionError, UnicodeEncodeError):
-            pass
-        else:
-            if len(text.encode("utf-8")) <= MAX_CONTENT_BYTES // 2:
-                return text
     return json.dumps({"error": error}, ensure_ascii=False, separators=(",", ":"))
 
 
-def refusal(request_id: str, payload: str | None, code: str, message: str) -> Status:
-    """``Status{Available, LockFailed}`` answering ``request_id`` with the error in its payload."""
-    status = Status(
-        MachineStatus.Available, Reason.LockFailed, request_id, refusal_payload(payload, code, message)
-    )
-    try:
-        encode_message(status)
-    except ProtocolError:  # too large once escaped: keep only the error
-        status = Status(
-            MachineStatus.Available, Reason.LockFailed, request_id, refusal_payload(None, code, message)
-        )
-    return status
+def refusal(request_id: str, code: str, message: str) -> Status:
+    """``Status{Available, LockFailed}`` answering ``request_id`` with the error as its payload."""
+    return Status(MachineStatus.Available, Reason.LockFailed, request_id, refusal_payload(code, message))
 
 
 def grant_messages(

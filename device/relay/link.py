@@ -38,9 +38,20 @@ subscription (``CLOSED``) is retried ever more slowly rather than in a tight loo
 
 Publishing
 ----------
-Only rows of the ledger outbox are published, by :class:`device.relay.outbox.OutboxPublisher`: oldest
-first, one at a time, the stored JSON (never re-signed), to every connected relay; the first ``OK``
-acks the row.  Failures are retried with backoff; a refused row is parked so it cannot block the rest.
+Only rows of the ledger outbox are published, by :class:`device.relay.outbox.OutboxPublisher`: by
+priority (grants and debits before refusals), then oldest first, up to ``publish_window`` in flight, the
+stored JSON (never re-signed), to every connected relay; the first ``OK`` acks the row.  Failures are
+retried with backoff; a refused row is parked so it cannot block the rest.
+
+Authentication (NIP-42)
+-----------------------
+With ``auth_keys`` (the agent passes the machine's Nostr key) the link answers a relay's ``AUTH``
+challenge on the subscribing connection itself, at once (kind 22242, tags ``relay`` and ``challenge``),
+and when a relay closes a subscription, a catch-up page or a probe with ``auth-required:`` it sends the
+REQ again once the relay has accepted the authentication -- nostr-sdk 0.45 authenticates only lazily and
+does not resend REQs it did not make itself.  The publishing connection uses nostr-sdk's automatic
+authentication (``SignerAuthenticator``), which answers an ``auth-required:`` OK by authenticating and
+sending the event again.  Without ``auth_keys`` an ``auth-required:`` CLOSED is a refusal like any other.
 
 Log lines carry stable codes (``extra={"code": ...}``; docs/errors.md, "Relay link").
 """
@@ -59,9 +70,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Final
 
+import nostr_sdk
 from nostr_sdk import (
     ClientBuilder,
     ClientMessage,
+    EventBuilder,
     EventId,
     Filter,
     Kind,
@@ -69,7 +82,9 @@ from nostr_sdk import (
     RelayStatus,
     RelayUrl,
     SendEventTarget,
+    SignerAuthenticator,
     SingleLetterTag,
+    Tag,
     Timestamp,
 )
 
@@ -78,7 +93,7 @@ from device.protocol import KIND, ProtocolError, read_routing
 from device.relay.backoff import Backoff
 from device.relay.catchup import Catchup, WireEvent
 from device.relay.cursor import CursorKeeper
-from device.relay.outbox import OutboxPublisher, SendOutcome, wait_event
+from device.relay.outbox import DEFAULT_WINDOW, OutboxPublisher, SendOutcome, ok_prefix, wait_event
 from device.state import LinkStatus
 
 __all__ = ["DEFAULT_BACKOFF", "REFUSED_BACKOFF", "IncomingEvent", "RelayLink"]
@@ -86,6 +101,7 @@ __all__ = ["DEFAULT_BACKOFF", "REFUSED_BACKOFF", "IncomingEvent", "RelayLink"]
 log = logging.getLogger("device.relay")
 
 _NO_MATCH_ID: Final = "0" * 64  # the probe's filter matches no event: the answer is a bare EOSE
+_AUTH_KIND: Final = 22242  # NIP-42 client authentication
 _S: Final = SingleLetterTag.from_byte(ord("s"))
 _P: Final = SingleLetterTag.from_byte(ord("p"))
 
@@ -138,6 +154,10 @@ class _Slot:
     queue: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
     worker: asyncio.Task[None] | None = None
     catchup: Catchup | None = None  # driven by the worker only
+    # NIP-42, per connection: the AUTH event we sent, and whether the relay accepted it
+    auth_event_id: str | None = None
+    authenticated: asyncio.Event = field(default_factory=asyncio.Event)
+    resubscribing: asyncio.Task[None] | None = None
 
 
 class RelayLink:
@@ -165,6 +185,8 @@ class RelayLink:
         page_limit: int = 250,
         seen_capacity: int = 10_000,
         drain_timeout: float = 5.0,
+        auth_keys: Any = None,
+        publish_window: int = DEFAULT_WINDOW,
     ) -> None:
         names = list(dict.fromkeys(u.strip() for u in urls))
         if not names:
@@ -190,6 +212,8 @@ class RelayLink:
         self._page_limit = max(1, page_limit)
         self._seen_capacity = max(1, seen_capacity)
         self._drain_timeout = drain_timeout
+        self._auth_keys = auth_keys  # nostr_sdk.Keys answering NIP-42 challenges, or None
+        self._auth_sends: set[asyncio.Task[None]] = set()
 
         self._state = LinkStatus.STOPPED
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -218,6 +242,7 @@ class RelayLink:
             stuck_after=stuck_after,
             idle_poll=probe_interval,
             on_unanswered=self._wake_supervisor,
+            window=publish_window,
         )
 
     # ------------------------------------------------------------------------------------ public API
@@ -272,7 +297,13 @@ class RelayLink:
                 self._by_url[str(slot.relay.url())] = slot
             slot.worker = asyncio.create_task(self._work(slot), name=f"relay-worker {slot.name}")
 
-        self._publish_client = ClientBuilder().build()
+        publish_builder = ClientBuilder()
+        if self._auth_keys is not None:
+            # nostr-sdk calls the authenticator back through Python: it needs the running loop.
+            nostr_sdk.uniffi_set_event_loop(self._loop)
+            publish_builder = publish_builder.authenticator(SignerAuthenticator(self._auth_keys))
+        self._publish_client = publish_builder.build()
+        del publish_builder
         for name in self._urls:  # connected on demand by _publish_connection, on our schedule
             await self._publish_client.add_relay(RelayUrl.parse(name), opts=RelayOptions().reconnect(False))
 
@@ -307,6 +338,11 @@ class RelayLink:
         for fut in self._probes.values():
             fut.cancel()
         self._probes.clear()
+        waits = [s.resubscribing for s in self._slots if s.resubscribing is not None]
+        waits += list(self._auth_sends)
+        for task in waits:
+            task.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
         client = self._client
         if client is not None:
             with suppress(Exception):
@@ -423,6 +459,8 @@ class RelayLink:
             self._set_state(LinkStatus.CONNECTING)
 
     async def _connect(self, slot: _Slot) -> None:
+        slot.auth_event_id = None  # a new connection is authenticated anew
+        slot.authenticated = asyncio.Event()
         try:
             await slot.relay.try_connect(timedelta(seconds=self._connect_timeout))
             await self._subscribe(slot)
@@ -528,7 +566,9 @@ class RelayLink:
             self._probes.pop(probe_id, None)
         with suppress(Exception):
             await slot.relay.send_msg(ClientMessage.close(probe_id))
-        return None if answer is None else f"probe closed: {answer}"
+        if answer is None or (self._auth_keys is not None and ok_prefix(answer) == "auth-required"):
+            return None  # it answered: alive (the subscription is re-sent once authenticated)
+        return f"probe closed: {answer}"
 
     # ------------------------------------------------------------------------------------ reader
     async def _read(self) -> None:
@@ -574,10 +614,67 @@ class RelayLink:
             if fut is not None:
                 if not fut.done():
                     fut.set_result(msg.message or "closed")
+            elif self._auth_keys is not None and ok_prefix(msg.message or "") == "auth-required":
+                self._resubscribe_when_authenticated(slot)
             else:
                 slot.queue.put_nowait(("closed", msg.subscription_id, msg.message))
+        elif msg.is_auth():
+            if self._auth_keys is not None:
+                self._authenticate(slot, str(msg.challenge))
+        elif msg.is_ok():
+            if slot.auth_event_id is not None and str(msg.event_id.to_hex()) == slot.auth_event_id:
+                if msg.status:
+                    log.info(
+                        "relay %s: authenticated (NIP-42)", slot.name, extra={"code": "relay_authenticated"}
+                    )
+                    slot.authenticated.set()
+                else:
+                    log.warning(
+                        "relay %s refused our authentication: %s",
+                        slot.name,
+                        msg.message,
+                        extra={"code": "relay_auth_refused"},
+                    )
         elif msg.is_notice():
             log.debug("relay %s notice: %s", slot.name, msg.message)
+
+    # ------------------------------------------------------------------------------------ NIP-42
+    def _authenticate(self, slot: _Slot, challenge: str) -> None:
+        """Answer ``challenge`` on ``slot``'s subscribing connection with the machine key."""
+        event = (
+            EventBuilder(Kind(_AUTH_KIND), "")
+            .tags([Tag.parse(["relay", str(slot.url)]), Tag.parse(["challenge", challenge])])
+            .finalize(self._auth_keys)
+        )
+        slot.auth_event_id = str(event.id().to_hex())
+
+        async def send() -> None:
+            with suppress(Exception):  # a dead socket surfaces through the probe
+                await slot.relay.send_msg(ClientMessage.auth(event))
+
+        task = asyncio.create_task(send(), name=f"relay-auth {slot.name}")
+        self._auth_sends.add(task)
+        task.add_done_callback(self._auth_sends.discard)
+
+    def _resubscribe_when_authenticated(self, slot: _Slot) -> None:
+        """A REQ was closed ``auth-required:``: send the subscription again once the relay accepted our
+        authentication, or drop the relay if it does not within ``connect_timeout``."""
+        if slot.resubscribing is not None and not slot.resubscribing.done():
+            return
+
+        async def wait_then_subscribe() -> None:
+            try:
+                await asyncio.wait_for(slot.authenticated.wait(), self._connect_timeout)
+            except TimeoutError:
+                self._mark_down(slot, "auth-required, and no authentication was accepted")
+                return
+            if slot.live:
+                try:
+                    await self._subscribe(slot)
+                except Exception as exc:
+                    self._mark_down(slot, f"resubscribe after authentication failed: {exc}")
+
+        slot.resubscribing = asyncio.create_task(wait_then_subscribe(), name=f"relay-reauth {slot.name}")
 
     # ------------------------------------------------------------------------------------ worker
     def _catchup_for(self, slot: _Slot, cursor: CursorKeeper) -> Catchup:

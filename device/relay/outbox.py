@@ -1,14 +1,19 @@
 """The outbox publisher: sends the ledger's pending signed events until a relay acknowledges each.
 
-Rows are taken in stored order and sent one at a time (never two publishes in flight, so one key's
-events cannot race each other — the XePHY relay chains each author's events), as the stored JSON: an
-event is never re-signed, so a retry can only ever publish the same id.
+Rows are taken by priority, then in stored order (:meth:`device.ledger.Ledger.pending_outbox`: grants and
+debits before refusals), and sent as the stored JSON: an event is never re-signed, so a retry can only
+ever publish the same id.  Up to ``window`` publishes are in flight at once, started in that order on the
+one publishing connection (so a relay receives them in order) while their ``OK`` answers are awaited
+together: a flood of replies costs one round trip per ``window`` events, not one each.  A relay that
+chains each author's events (the XePHY relay, ``prev_event_id``) and answers a race with ``OK false
+"error: …"`` gets that event again on the next pass.
 
 Per row:
 
 * a relay answers ``OK true``, or ``OK`` with a ``duplicate:`` message → ``ledger.mark_acked(id, relay)``;
-* nobody answered (no relay connected, timeouts) → the attempt is counted and the whole queue waits,
-  with backoff, in order; a row that fails like this ``stuck_after`` times in a row is parked;
+* nobody answered (no relay connected, timeouts) → the attempt is counted, no further row is started and
+  the queue waits, with backoff (rows already in flight finish); a row that fails like this
+  ``stuck_after`` times in a row is parked;
 * a relay refused it (``invalid:``, ``blocked:``, ``pow:``, ``restricted:``, ``auth-required:``,
   ``mute:``) → counted and *parked*: retried on the slower ``refused_backoff`` schedule while the
   rows behind it go out;
@@ -35,6 +40,8 @@ REFUSED_PREFIXES: Final = frozenset({"invalid", "blocked", "pow", "restricted", 
 """OK-message prefixes (NIP-01) after which re-sending the same event cannot succeed soon."""
 KNOWN_PREFIXES: Final = REFUSED_PREFIXES | {"duplicate", "rate-limited", "error"}
 """Machine-readable OK prefixes: a failure message with one of them came from the relay itself."""
+DEFAULT_WINDOW: Final = 8
+"""Publishes in flight at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +98,7 @@ class OutboxPublisher:
         stuck_after: int = 5,
         idle_poll: float = 10.0,
         on_unanswered: Callable[[], None] = lambda: None,
+        window: int = DEFAULT_WINDOW,
     ) -> None:
         self._ledger = ledger
         self._send = send
@@ -99,6 +107,7 @@ class OutboxPublisher:
         self._stuck_after = max(1, stuck_after)
         self._idle_poll = idle_poll
         self._on_unanswered = on_unanswered
+        self._window = max(1, window)
         self._wake = asyncio.Event()
         self._parked: dict[str, _Parked] = {}
         self._failures: dict[str, int] = {}  # consecutive unanswered attempts of a row
@@ -129,7 +138,7 @@ class OutboxPublisher:
             await wait_event(self._wake, delay)
 
     async def publish_pending(self) -> tuple[bool, float | None]:
-        """One pass over the due rows, in order.
+        """One pass over the due rows, in order, up to ``window`` of them in flight.
 
         Returns (whether a failure stopped the pass, ``time.monotonic()`` of the next parked retry or None).
         """
@@ -137,18 +146,35 @@ class OutboxPublisher:
         pending = {r.event_id for r in rows}
         for gone in [k for k in self._parked if k not in pending]:
             del self._parked[gone]  # acked meanwhile
-        next_due: float | None = None
-        for row in rows:
-            parked = self._parked.get(row.event_id)
-            if parked is None or parked.retry_at <= time.monotonic():
-                result = await self._publish(row)
-                if result == "blocked":
-                    return True, next_due
-                if result == "acked":
+        slots = asyncio.Semaphore(self._window)
+        blocked = False
+        in_flight: list[asyncio.Task[None]] = []
+
+        async def publish(row: OutboxEvent) -> None:
+            nonlocal blocked
+            try:
+                if await self._publish(row) == "blocked":
+                    blocked = True
+            finally:
+                slots.release()
+
+        try:
+            for row in rows:
+                parked = self._parked.get(row.event_id)
+                if parked is not None and parked.retry_at > time.monotonic():
                     continue
-                parked = self._parked[row.event_id]
-            next_due = parked.retry_at if next_due is None else min(next_due, parked.retry_at)
-        return False, next_due
+                await slots.acquire()
+                if blocked:
+                    slots.release()
+                    break
+                in_flight.append(asyncio.create_task(publish(row)))
+                await asyncio.sleep(0)  # let it send before the next one starts: the relay sees them in order
+            await asyncio.gather(*in_flight)
+        finally:
+            for task in in_flight:
+                task.cancel()
+        next_due = min((p.retry_at for k, p in self._parked.items() if k in pending), default=None)
+        return blocked, next_due
 
     async def _publish(self, row: OutboxEvent) -> Literal["acked", "parked", "blocked"]:
         try:

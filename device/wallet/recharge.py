@@ -41,6 +41,7 @@ from device.protocol import (
     Transaction,
     decode_message,
     decode_payload,
+    decode_payload_error,
     encode_message,
     event_tags,
 )
@@ -88,10 +89,11 @@ def build_request_event(payload: str, target: RechargeTarget, keys: Keys) -> Eve
 async def recharge(payload: str, target: RechargeTarget, *, wait_seconds: float) -> RechargeResult:
     """Publish a Request for ``payload`` and wait for the device's grant (or raise its refusal)."""
     user = decode_payload(payload).user
-    event = build_request_event(payload, target, Keys.generate())
+    keys = Keys.generate()  # throw-away, like the dApp's; it also answers NIP-42 challenges
+    event = build_request_event(payload, target, keys)
     request_id = event.id().to_hex()
     try:
-        async with connected_client(target.relays) as client:
+        async with connected_client(target.relays, auth_keys=keys) as client:
             since = Timestamp.from_secs(int(time.time()) - 5)
             flt = machine_filter(target.session, target.machine_pubkey, [target.device_pubkey]).since(since)
             await client.subscribe(ReqTarget.auto([flt]))
@@ -138,7 +140,7 @@ async def _await_answer(stream: object, request_id: str, user: str) -> RechargeR
 def _refusal(status: Status) -> RechargeFailed:
     code, text = "recharge_refused", "the device refused the request"
     try:
-        error = decode_payload(status.payload).error
+        error = decode_payload_error(status.payload)
         if error is not None:
             code, text = error.code, error.message
     except ProtocolError:

@@ -3,6 +3,10 @@
 The agent's long-lived link is :mod:`device.relay`; these helpers serve one-shot
 reads and publishes: connect to every relay, insist that at least one answered,
 and always release the SDK objects (shutdown → del → gc, so no exit segfault).
+
+A relay that requires NIP-42 authentication is answered with ``auth_keys`` (``user recharge``
+passes the throw-away key that signs its Request; readers get a fresh throw-away key): nostr-sdk
+authenticates when the relay answers ``auth-required:`` and sends the event or REQ again.
 """
 
 from __future__ import annotations
@@ -13,7 +17,19 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from nostr_sdk import Client, Filter, Kind, PublicKey, RelayStatus, RelayUrl, SingleLetterTag
+import nostr_sdk
+from nostr_sdk import (
+    Client,
+    ClientBuilder,
+    Filter,
+    Keys,
+    Kind,
+    PublicKey,
+    RelayStatus,
+    RelayUrl,
+    SignerAuthenticator,
+    SingleLetterTag,
+)
 
 from device.errors import DeviceError
 from device.protocol import KIND
@@ -28,9 +44,13 @@ class RelayUnreachable(DeviceError):
 
 
 @asynccontextmanager
-async def connected_client(relays: Sequence[str]) -> AsyncIterator[Client]:
-    """A client connected to ``relays`` (at least one of them), shut down on exit."""
-    client = Client()
+async def connected_client(relays: Sequence[str], *, auth_keys: Keys | None = None) -> AsyncIterator[Client]:
+    """A client connected to ``relays`` (at least one of them) that answers NIP-42 challenges with
+    ``auth_keys`` (default: a fresh throw-away key), shut down on exit."""
+    nostr_sdk.uniffi_set_event_loop(asyncio.get_running_loop())  # the authenticator calls back into Python
+    builder = ClientBuilder().authenticator(SignerAuthenticator(auth_keys or Keys.generate()))
+    client: Client = builder.build()
+    del builder
     try:
         for url in relays:
             await client.add_relay(RelayUrl.parse(url))

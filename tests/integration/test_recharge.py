@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from nostr_sdk import Keys
 from solders.keypair import Keypair
 
-from device.ledger import RechargeState
+from device.ledger import OutboxPriority, RechargeState
 from device.localnet import LocalnetServer, bootstrap_user
 from device.protocol import (
     DEFAULT_SESSION,
@@ -30,6 +31,7 @@ from device.protocol import (
     encode_message,
 )
 from device.recharge import FaultPoints
+from device.recharge.refusal_limit import RefusalLimiter
 from device.relay import IncomingEvent
 from device.solana.authorization import encode_binding
 from device.state import Activity, ChainStatus
@@ -176,7 +178,7 @@ async def test_two_requests_with_one_nonce_charge_once_and_refuse_the_other(rig:
 
 
 async def test_a_refused_request_delivered_again_adds_no_reply(rig: Rig) -> None:
-    event = rig.event("not json")
+    event = rig.request(rig.payload(rig.authorize(deadline=rig.now - 10)))
     proc = rig.processor()
     await proc.handle(event)
 
@@ -186,7 +188,71 @@ async def test_a_refused_request_delivered_again_adds_no_reply(rig: Rig) -> None
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Refusals: a LockFailed reply with the code, zero lamports moved
+# Drops: a Request failing the cheap checks is logged with its code; nothing stored, signed or sent
+
+
+def dropped(rig: Rig, event: IncomingEvent, caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Assert ``event`` left no trace but log lines; return their codes."""
+    assert rig.outbox() == []
+    assert rig.ledger.recharge(event.event_id) is None
+    assert rig.notified == []
+    return [getattr(r, "code", "") for r in caplog.records]
+
+
+async def test_malformed_content_is_dropped(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    event = rig.event('{"Request": ')
+
+    await rig.processor().handle(event)
+
+    assert "malformed_json" in dropped(rig, event, caplog)
+
+
+@pytest.mark.parametrize(
+    ("case", "code"),
+    [
+        ("payload_with_a_bad_user", "invalid_field"),
+        ("other_namespace", "namespace_mismatch"),
+        ("bound_to_another_machine", "binding_wrong_machine"),
+        ("reset_from_a_stranger", "unauthorized"),
+        ("user_stop_request", "request_unsupported"),
+    ],
+)
+async def test_a_request_not_readable_or_not_for_this_device_is_dropped(
+    rig: Rig, case: str, code: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    other_namespace = json.loads(rig.payload())
+    other_namespace["namespace_id"] = rig.namespace_id + 1
+    event = {
+        "payload_with_a_bad_user": lambda: rig.request('{"user":"nobody","nonce":0}'),
+        "other_namespace": lambda: rig.request(json.dumps(other_namespace)),
+        "bound_to_another_machine": lambda: rig.request(
+            rig.payload(rig.authorize(extra_data=encode_binding(bytes(32), PRICE)))
+        ),
+        "reset_from_a_stranger": lambda: rig.request(to_status=MachineStatus.Available, reason=Reason.Reset),
+        "user_stop_request": lambda: rig.request(to_status=MachineStatus.Available),
+    }[case]()
+    before = rig.chain_state()
+
+    await rig.processor().handle(event)
+
+    assert rig.chain_state() == before
+    assert code in dropped(rig, event, caplog)
+
+
+async def test_a_flood_of_drops_is_logged_once_a_minute_per_code(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    proc = rig.processor()
+    for _ in range(20):
+        await proc.handle(rig.event("not json"))
+
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert [getattr(r, "code", "") for r in warnings] == ["malformed_json"]
+    assert rig.outbox() == []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Refusals: a LockFailed reply naming the Request with the code, zero lamports moved
 
 
 async def refused(rig: Rig, event: IncomingEvent) -> dict[str, Any]:
@@ -202,24 +268,16 @@ async def refused(rig: Rig, event: IncomingEvent) -> dict[str, Any]:
     return reply
 
 
-async def test_malformed_content_is_refused(rig: Rig) -> None:
-    reply = await refused(rig, rig.event('{"Request": '))
+async def test_a_refusal_carries_the_request_id_and_the_error_not_the_payload(rig: Rig) -> None:
+    event = rig.request(rig.payload(rig.authorize(deadline=rig.now - 10)))
+
+    reply = await refused(rig, event)
+
     assert reply["payload"] == {
-        "error": {"code": "malformed_json", "message": reply["payload"]["error"]["message"]}
+        "error": {"code": "signature_expired", "message": reply["payload"]["error"]["message"]}
     }
-
-
-async def test_a_malformed_payload_is_refused_with_the_payload_echoed(rig: Rig) -> None:
-    reply = await refused(rig, rig.request('{"user":"nobody","nonce":0}'))
-    assert reply["payload"]["user"] == "nobody"
-    assert reply["payload"]["error"]["code"] == "invalid_field"
-
-
-async def test_a_refusal_keeps_the_request_payload_and_its_key_order(rig: Rig) -> None:
-    payload = rig.payload(rig.authorize(deadline=rig.now - 10))
-    reply = await refused(rig, rig.request(payload))
-    assert list(reply["payload"]) == [*json.loads(payload), "error"]
-    assert reply["payload"]["recover_info"] == json.loads(payload)["recover_info"]
+    (row,) = rig.ledger.pending_outbox()
+    assert row.priority is OutboxPriority.LOW
 
 
 @pytest.mark.parametrize(
@@ -228,27 +286,61 @@ async def test_a_refusal_keeps_the_request_payload_and_its_key_order(rig: Rig) -
         ("expired", "signature_expired"),
         ("wrong_signer", "signature_invalid"),
         ("future_nonce", "nonce_mismatch"),
-        ("other_machine", "binding_wrong_machine"),
         ("bound_over_max", "binding_amount_invalid"),
         ("bound_over_funds", "insufficient_funds"),
+        ("deadline_too_far", "deadline_too_far"),
     ],
 )
-async def test_an_authorization_the_chain_would_refuse_is_refused(rig: Rig, case: str, code: str) -> None:
+async def test_an_authorization_the_chain_or_the_device_would_refuse_is_refused(
+    rig: Rig, case: str, code: str
+) -> None:
     info = {
         "expired": lambda: rig.authorize(deadline=rig.now - 10),
         "wrong_signer": lambda: rig.authorize(signer=Keypair()),
         "future_nonce": lambda: rig.authorize(nonce=1),
-        "other_machine": lambda: rig.authorize(extra_data=encode_binding(bytes(32), PRICE)),
         "bound_over_max": lambda: rig.authorize(
             extra_data=encode_binding(bytes.fromhex(rig.machine), MAX_RECHARGE + 1)
         ),
         "bound_over_funds": lambda: rig.authorize(
             extra_data=encode_binding(bytes.fromhex(rig.machine), DEPOSIT + 1)
         ),
+        "deadline_too_far": lambda: rig.authorize(
+            deadline=rig.now + rig.config.max_authorization_seconds + 60
+        ),
     }[case]()
     nonce = 1 if case == "future_nonce" else 0
     reply = await refused(rig, rig.request(rig.payload(info, nonce=nonce)))
     assert reply["payload"]["error"]["code"] == code
+
+
+async def test_refusals_beyond_an_authors_limit_are_recorded_but_not_answered(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    stranger = Keys.generate()
+    proc = rig.processor(refusal_limiter=RefusalLimiter(per_author_per_minute=2, per_minute=100))
+    events = [
+        rig.request(rig.payload(rig.authorize(deadline=rig.now - 10 - i)), author=stranger) for i in range(5)
+    ]
+    other = rig.request(rig.payload(rig.authorize(deadline=rig.now - 10)))
+
+    for event in [*events, other]:
+        await proc.handle(event)
+
+    answered = [r["Status"]["initial_request"] for r in rig.replies()]
+    assert answered == [events[0].event_id, events[1].event_id, other.event_id]
+    for event in events:
+        row = rig.ledger.recharge(event.event_id)
+        assert row is not None and row.error_code == "signature_expired"
+    assert "recharge_refusal_unanswered" in [getattr(r, "code", "") for r in caplog.records]
+
+
+async def test_refusals_beyond_the_overall_limit_are_not_answered_whoever_sends_them(rig: Rig) -> None:
+    proc = rig.processor(refusal_limiter=RefusalLimiter(per_author_per_minute=5, per_minute=3))
+
+    for i in range(6):  # six throw-away keys
+        await proc.handle(rig.request(rig.payload(rig.authorize(deadline=rig.now - 10 - i))))
+
+    assert len(rig.replies()) == 3
 
 
 async def test_a_replayed_nonce_is_refused(rig: Rig) -> None:
@@ -270,23 +362,6 @@ async def test_an_unbound_request_without_funds_for_the_price_is_refused(rig: Ri
     info = rig.authorize(signer=poor)
     reply = await refused(rig, rig.request(rig.payload(info, user=poor.pubkey())))
     assert reply["payload"]["error"]["code"] == "insufficient_funds"
-
-
-async def test_a_payload_for_another_namespace_is_refused(rig: Rig) -> None:
-    obj = json.loads(rig.payload())
-    obj["namespace_id"] = rig.namespace_id + 1
-    reply = await refused(rig, rig.request(json.dumps(obj)))
-    assert reply["payload"]["error"]["code"] == "namespace_mismatch"
-
-
-async def test_an_admin_request_from_a_non_admin_is_refused_unauthorized(rig: Rig) -> None:
-    reply = await refused(rig, rig.request(to_status=MachineStatus.Available, reason=Reason.Reset))
-    assert reply["payload"]["error"]["code"] == "unauthorized"
-
-
-async def test_a_user_stop_request_is_refused_unsupported(rig: Rig) -> None:
-    reply = await refused(rig, rig.request(to_status=MachineStatus.Available))
-    assert reply["payload"]["error"]["code"] == "request_unsupported"
 
 
 async def test_an_admin_request_from_an_admin_is_acknowledged_without_charging(rig: Rig) -> None:

@@ -1,4 +1,5 @@
-"""RelayLink publishing side: only the ledger outbox, same signed event, acks, outages, refusals, order."""
+"""RelayLink publishing side: only the ledger outbox, same signed event, acks, outages, refusals, order,
+priorities, several publishes in flight."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from nostr_sdk import Event, Filter, Keys, Kind
 
-from device.ledger import Ledger, OutboxEvent
+from device.ledger import Ledger, OutboxEvent, OutboxPriority
 from device.nostr_events import EventSigner, SignedEvent
 from device.protocol import KIND, Transaction
 from device.relay import Backoff, EmbeddedRelay
@@ -155,7 +156,7 @@ async def test_a_refused_event_is_retried_less_often_and_does_not_block_the_othe
     assert "relay_publish_refused" in relay_log.codes()
 
 
-async def test_a_transient_failure_keeps_order_until_the_event_looks_stuck(
+async def test_with_one_publish_in_flight_a_transient_failure_keeps_order_until_the_event_looks_stuck(
     scripted_relay: ScriptedRelay, ledger: Ledger, machine: str, relay_log: _LogRecords
 ) -> None:
     head, behind = _signed(machine, 2)
@@ -164,13 +165,57 @@ async def test_a_transient_failure_keeps_order_until_the_event_looks_stuck(
     )
     ledger.enqueue(head.outbox())
     ledger.enqueue(behind.outbox())
-    async with running_link([scripted_relay.url], ledger, machine, stuck_after=3) as t:
+    async with running_link([scripted_relay.url], ledger, machine, stuck_after=3, publish_window=1) as t:
         t.link.notify_outbox()
         await wait_for(lambda: _pending(ledger) == [head.event_id], what="the event behind acked")
         sent = [e["id"] for e in scripted_relay.published]
         assert sent[:4] == [head.event_id] * 3 + [behind.event_id]
     assert "relay_publish_failed" in relay_log.codes()
     assert "relay_publish_refused" in relay_log.codes()
+
+
+async def test_a_transient_failure_does_not_hold_back_the_events_in_flight_beside_it(
+    scripted_relay: ScriptedRelay, ledger: Ledger, machine: str
+) -> None:
+    head, *behind = _signed(machine, 3)
+    scripted_relay.answer = lambda e: (
+        (False, "error: database busy") if e["id"] == head.event_id else (True, "")
+    )
+    for signed in (head, *behind):
+        ledger.enqueue(signed.outbox())
+    async with running_link([scripted_relay.url], ledger, machine, stuck_after=3) as t:
+        t.link.notify_outbox()
+        await wait_for(lambda: _pending(ledger) == [head.event_id], what="the events behind acked")
+        await wait_for(lambda: _attempts(ledger, head.event_id) >= 3, what="the head retried")
+    sent = [e["id"] for e in scripted_relay.published]
+    assert sent[:3] == [head.event_id, *(s.event_id for s in behind)]  # started in stored order
+
+
+async def test_several_publishes_are_in_flight_at_once(
+    scripted_relay: ScriptedRelay, ledger: Ledger, machine: str
+) -> None:
+    scripted_relay.ok_delay = 0.2
+    events = _signed(machine, 12)
+    for signed in events:
+        ledger.enqueue(signed.outbox())
+    async with running_link([scripted_relay.url], ledger, machine, publish_window=4) as t:
+        t.link.notify_outbox()
+        await wait_for(lambda: not _pending(ledger), what="all 12 acked")
+    assert scripted_relay.most_unanswered == 4
+    assert [e["id"] for e in scripted_relay.published] == [s.event_id for s in events]
+
+
+async def test_grants_and_debits_go_out_before_refusals_stored_earlier(
+    scripted_relay: ScriptedRelay, ledger: Ledger, machine: str
+) -> None:
+    *refusals, grant = _signed(machine, 4)
+    for signed in refusals:
+        ledger.enqueue(signed.outbox(OutboxPriority.LOW))
+    ledger.enqueue(grant.outbox())
+    async with running_link([scripted_relay.url], ledger, machine, publish_window=1) as t:
+        t.link.notify_outbox()
+        await wait_for(lambda: not _pending(ledger), what="all acked")
+    assert [e["id"] for e in scripted_relay.published] == [grant.event_id, *(s.event_id for s in refusals)]
 
 
 async def test_a_corrupt_outbox_row_is_set_aside_and_the_queue_goes_on(

@@ -464,20 +464,7 @@ def test_outbox_survives_a_reopen(path: Path) -> None:
         assert outbox_ids(ledger) == ["tx-1"]
 
 
-# ------------------------------------------------------------------------------------ incoming events
-def test_remember_event_is_true_only_the_first_time(ledger: Ledger) -> None:
-    assert ledger.remember_event("ev-1", 1_700_000_000) is True
-    assert ledger.remember_event("ev-1", 1_700_000_000) is False
-    assert ledger.remember_event("ev-2", 1_700_000_000) is True
-
-
-def test_remembered_events_survive_a_reopen(path: Path) -> None:
-    with Ledger.open(path) as ledger:
-        ledger.remember_event("ev-1", 1)
-    with Ledger.open(path) as ledger:
-        assert ledger.remember_event("ev-1", 1) is False
-
-
+# ------------------------------------------------------------------------------------ relay cursor
 def test_cursor_starts_empty(ledger: Ledger) -> None:
     assert ledger.cursor() is None
 
