@@ -1,8 +1,9 @@
 """The relay flooded with junk Requests: real recharges behind them, and what the junk costs on disk.
 
 Rows: ``recharge behind junk`` (goal: each real recharge's grant announced on the relay within 2 s,
-p99) and ``ledger bytes`` (junk Requests + chats; goal: junk leaves nothing behind on disk beyond a few
-bytes each, a chat costs at most :data:`CHAT_BYTES`, both stated in the table).
+p99) and ``ledger bytes`` (goal: a Request failing the cheap checks leaves nothing on disk, a refused
+forged one and a chat cost at most :data:`REFUSAL_BYTES` / :data:`CHAT_BYTES`; the figures are stated in
+the table; what retention prunes later is not visible within the run).
 """
 
 from __future__ import annotations
@@ -28,16 +29,18 @@ from tests.hostile.harness import (
 )
 
 ANNOUNCE_P99 = 2.0
-JUNK_BYTES = 64  # per junk Request, on average: nothing of it is kept (the issue saw ≈ 2 KB each)
+CHEAP = ("undecodable", "wrong_shape", "junk_payload_8k")
+FORGED = ("forged_authorization",)
+CHEAP_BYTES = 16  # per Request failing the cheap checks: nothing is stored (the issue saw ≈ 2 KB each)
+REFUSAL_BYTES = 1_536  # per forged Request: its refusal row and reply, never its payload
 CHAT_BYTES = 1_536  # per chat: its debit op and signed Transaction (the issue saw ≈ 1.1 KB)
 QUIET_WITHIN = 60.0
 
 
 async def test_recharges_behind_junk_and_the_ledger_stays_small(make_device: MakeDevice) -> None:
     device = await make_device()
-    baseline_bytes = device.ledger_bytes()
     problems = [_recharge_row(await _recharges_behind_junk(device))]
-    problems.append(await _ledger_row(device, baseline_bytes))
+    problems.append(await _ledger_row(device))
     failed = [p for p in problems if p]
     assert not failed, "\n".join(failed) + "\n" + device.logs()
 
@@ -84,35 +87,58 @@ def _recharge_row(measured: tuple[list[float], int, int, Counter[str], float]) -
     return "" if row.ok else f"{row.name}: {row.measured}"
 
 
-async def _ledger_row(device: HostileDevice, baseline: int) -> str:
-    """More junk up to ``junk_total``, then ``chats`` chats; the ledger's bytes after each, once quiet."""
+async def _ledger_row(device: HostileDevice) -> str:
+    """Junk that fails the cheap checks, then junk with forged authorizations, then chats: the ledger's
+    bytes once the agent is quiet after each phase, per item."""
     started = time.monotonic()
-    junk_total, chats = scaled(20_000, 100_000), scaled(1_000, 10_000)
-    more = [e for _, e in junk_requests(junk_total - 10_000, machine=device.machine, amount=PRICE, seed=1)]
-    for start in range(0, len(more), 10_000):  # a fresh connection per 10,000 (the relay's rate limit)
-        await flood_relay(device.relay.url, more[start : start + 10_000])
-    quiet_after_junk = await _quiet(device)
-    after_junk = device.ledger_bytes()
+    cheap_count, forged_count, chats = scaled(4_500, 75_000), scaled(1_500, 25_000), scaled(500, 10_000)
+    quiet = [await _quiet(device)]  # after the previous row's junk
+    baseline = device.ledger_bytes()
+    cheap = [
+        e for _, e in junk_requests(cheap_count, machine=device.machine, amount=PRICE, kinds=CHEAP, seed=1)
+    ]
+    await _flood(device, cheap)
+    quiet.append(await _quiet(device))
+    after_cheap = device.ledger_bytes()
+    forged = [e for _, e in junk_requests(forged_count, machine=device.machine, amount=PRICE, kinds=FORGED)]
+    await _flood(device, forged)
+    quiet.append(await _quiet(device))
+    after_forged = device.ledger_bytes()
     honest = await device.funded_user()
     answers = await _chat_many(device, honest, chats)
-    quiet_after_chats = await _quiet(device)
+    quiet.append(await _quiet(device))
     after_chats = device.ledger_bytes()
-    per_junk = max(0, after_junk - baseline) / junk_total
-    per_chat = max(0, after_chats - after_junk) / max(1, answers["200"])
-    unsettled = [w for w, quiet in (("junk", quiet_after_junk), ("chats", quiet_after_chats)) if not quiet]
+    per_cheap = max(0, after_cheap - baseline) / cheap_count
+    per_forged = max(0, after_forged - after_cheap) / forged_count
+    per_chat = max(0, after_chats - after_forged) / max(1, answers["200"])
+    phases = ("the previous row", "cheap junk", "forged", "chats")
+    unsettled = [w for w, q in zip(phases, quiet, strict=True) if not q]
     row = record(
         Row(
             "ledger bytes",
-            f"{junk_total} junk Requests, then {chats} chats ({_codes(answers)})",
-            f"{baseline // 1024} KiB -> {after_junk // 1024} KiB after junk ({per_junk:.0f} B each) -> "
-            f"{after_chats // 1024} KiB after chats ({per_chat:.0f} B each)"
-            + (f"; outbox not drained after {', '.join(unsettled)}" if unsettled else ""),
-            f"≤ {JUNK_BYTES} B/junk, ≤ {CHAT_BYTES} B/chat",
-            per_junk <= JUNK_BYTES and per_chat <= CHAT_BYTES and answers["200"] == chats,
+            f"{cheap_count} junk Requests failing the cheap checks ({', '.join(CHEAP)}), {forged_count} "
+            f"with forged authorizations, {chats} chats ({_codes(answers)})",
+            f"{_kib(baseline)} -> {_kib(after_cheap)} ({per_cheap:.0f} B each) -> {_kib(after_forged)} "
+            f"({per_forged:.0f} B each) -> {_kib(after_chats)} ({per_chat:.0f} B per chat)"
+            + (f"; not quiet within {QUIET_WITHIN:g} s after {', '.join(unsettled)}" if unsettled else ""),
+            f"≤ {CHEAP_BYTES} B/cheap junk, ≤ {REFUSAL_BYTES} B/forged, ≤ {CHAT_BYTES} B/chat",
+            per_cheap <= CHEAP_BYTES
+            and per_forged <= REFUSAL_BYTES
+            and per_chat <= CHAT_BYTES
+            and answers["200"] == chats,
             time.monotonic() - started,
         )
     )
     return "" if row.ok else f"{row.name}: {row.measured}"
+
+
+async def _flood(device: HostileDevice, events: list[str]) -> None:
+    for start in range(0, len(events), 10_000):  # a fresh connection per 10,000 (the relay's rate limit)
+        await flood_relay(device.relay.url, events[start : start + 10_000])
+
+
+def _kib(n: int) -> str:
+    return f"{n / 1024:.0f} KiB"
 
 
 async def _chat_many(device: HostileDevice, user: object, count: int, concurrency: int = 4) -> Counter[str]:
