@@ -8,7 +8,8 @@ Start order (reverse on stop), each part handed its dependencies explicitly:
 4. settlement client → recharge processor, which first resumes every unfinished recharge; the ledger's
    retention (:class:`~device.retention.LedgerPruner`: prune now, then hourly);
 5. relay link: subscribes from ``cursor − overlap`` and publishes the outbox;
-6. the model (one worker thread) and the chat socket (systemd's, or our own);
+6. chat holds a crash left open are settled at their last checkpoint (signed debits, exactly once);
+   the model (one worker thread) and the chat socket (systemd's, or our own);
 7. the button; ``endpoints.json`` for the user commands in a second terminal;
 8. ``READY=1`` to systemd, and the watchdog, fed by the event loop and the inference worker only —
    never by network health, so a dead relay or RPC does not cause restart loops.
@@ -197,8 +198,9 @@ class Agent:
                 passed[0] if passed else None,
                 environ=self.environ,
             )
-            await chat.start()
             stack.push_async_callback(chat.stop)
+            await chat.meter.settle_open_holds()  # chats a crash cut off: debited at their last checkpoint
+            await chat.start()
 
             display = next((i for i in indicators if isinstance(i, DisplayIndicator)), None)
             button = build_button(
@@ -217,7 +219,7 @@ class Agent:
                 stack.push_async_callback(button.drain)
                 stack.callback(button.stop)
 
-            Endpoints(
+            endpoints = Endpoints(
                 relays=self.relay_urls,
                 rpc_url=self.rpc_url,
                 machine_pubkey=self.plan.machine_pubkey,
@@ -228,8 +230,17 @@ class Agent:
                 program_id=self.plan.program_id,
                 namespace_id=self.plan.namespace_id,
                 pid=os.getpid(),
-            ).write(state_dir)
-            stack.callback(Endpoints.remove, state_dir)
+            )
+            try:
+                endpoints.write(state_dir)
+                stack.callback(Endpoints.remove, state_dir)
+            except OSError as exc:  # e.g. a card remounted read-only: serve anyway (chats refuse as needed)
+                log.warning(
+                    "cannot write %s: %s; user commands cannot discover this agent",
+                    state_dir,
+                    exc,
+                    extra={"code": "endpoints_unwritable"},
+                )
 
             self._announce(out)
             self.notifier.ready(f"serving {engine.model_name} on {self.plan.chat_socket}")

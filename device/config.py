@@ -579,6 +579,9 @@ class ChatConfig:
     max_body_bytes: int = field(default=65_536, metadata=_check(_int(1024, 16 * 1024 * 1024)))
     max_waiting: int = field(default=8, metadata=_check(_int(0, 1024)))
     token_max_ttl_seconds: int = field(default=86_400, metadata=_check(_int(1, 31_536_000)))
+    max_connections: int = field(default=256, metadata=_check(_int(1, 65_536)))
+    header_timeout_seconds: float = field(default=10.0, metadata=_check(_number(0.1, 3600)))
+    keepalive_timeout_seconds: float = field(default=60.0, metadata=_check(_number(0.1, 86_400)))
 
     @property
     def tcp_address(self) -> tuple[str, int] | None:

@@ -28,6 +28,8 @@ import asyncio
 import codecs
 import concurrent.futures
 import contextlib
+import re
+import secrets
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -138,13 +140,38 @@ class _Model:
         self.n_ctx = int(self._llm.n_ctx())
 
     def chat_tokens(self, messages: Sequence[ChatMessage]) -> list[int]:
-        """Render ``messages`` with the GGUF chat template (plus the generation prompt) and tokenize."""
-        rendered = self._formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
-        return list(
-            self._llm.tokenize(
-                rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True
-            )
+        """Render ``messages`` with the GGUF chat template (plus the generation prompt) and tokenize.
+
+        Message contents are tokenized as plain text: a ``<|im_end|>`` typed by a user stays text and
+        never becomes a control token.  Contents without control-token text tokenize exactly as
+        llama.cpp does; otherwise the template is rendered around unguessable placeholders and only
+        its own text is tokenized with special tokens parsed.
+        """
+        plain = [{"role": m.role, "content": m.content} for m in messages]
+        if not any(self._has_special(m.content) for m in messages):
+            rendered = self._formatter(messages=plain)
+            return self._tokenize(rendered.prompt, add_bos=not rendered.added_special, special=True)
+        marks = [f"\ue000{secrets.token_hex(8)}\ue001" for _ in messages]
+        pairs = list(zip(marks, messages, strict=True))
+        rendered = self._formatter(messages=[{"role": m.role, "content": k} for k, m in pairs])
+        contents = {k: m.content for k, m in pairs}
+        tokens: list[int] = []
+        add_bos = not rendered.added_special
+        for piece in re.split(f"({'|'.join(marks)})", rendered.prompt):
+            text, special = (contents[piece], False) if piece in contents else (piece, True)
+            if text:
+                tokens += self._tokenize(text, add_bos=add_bos, special=special)
+                add_bos = False
+        return tokens
+
+    def _has_special(self, text: str) -> bool:
+        """True when ``text`` contains the text of a control token."""
+        return self._tokenize(text, add_bos=False, special=True) != self._tokenize(
+            text, add_bos=False, special=False
         )
+
+    def _tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
+        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special))
 
     def cached_prefix(self, prompt: Sequence[int]) -> int:
         """How many leading prompt tokens the KV cache already holds (at most ``len(prompt) - 1``)."""
@@ -224,10 +251,14 @@ class Generation:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._deltas: asyncio.Queue[str | GenerationResult] = asyncio.Queue()
+        self._deltas: asyncio.Queue[tuple[str | GenerationResult, int]] = asyncio.Queue()
         self._credits = threading.Semaphore(_WINDOW)
         self._cancel = threading.Event()
         self._result: GenerationResult | None = None
+        #: Tokens sampled so far (set by the worker before it emits their text).
+        self.produced = 0
+        #: Tokens whose text the consumer has taken (what metering checkpoints while streaming).
+        self.delivered = 0
 
     # ------------------------------------------------------------------ consumer side (event loop)
     def __aiter__(self) -> AsyncIterator[str]:
@@ -235,7 +266,7 @@ class Generation:
 
     async def _iterate(self) -> AsyncIterator[str]:
         while self._result is None:
-            item = await self._deltas.get()
+            item, self.delivered = await self._deltas.get()
             self._credits.release()
             if isinstance(item, GenerationResult):
                 self._result = item
@@ -251,7 +282,7 @@ class Generation:
         if self._result is None:
             self._cancel.set()
             while self._result is None:
-                item = await self._deltas.get()
+                item, _ = await self._deltas.get()
                 self._credits.release()
                 if isinstance(item, GenerationResult):
                     self._result = item
@@ -277,7 +308,7 @@ class Generation:
                     return  # nobody reads deltas any more; the result is what matters
         else:
             self._credits.acquire(blocking=False)
-        self._loop.call_soon_threadsafe(self._deltas.put_nowait, item)
+        self._loop.call_soon_threadsafe(self._deltas.put_nowait, (item, self.produced))
 
 
 class Engine:
@@ -416,6 +447,7 @@ def _run_generation(
                     reason = FinishReason.STOP
                     break
                 produced += 1
+                gen.produced = produced
                 text, hit = matcher.feed(decoder.decode(model.piece(token)))
                 if text:
                     gen.emit(text)

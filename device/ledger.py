@@ -10,9 +10,11 @@ Durability and idempotency contract
   retry any call after a crash.  ``balances`` is derived from ``ops`` by a trigger, in the same transaction.
 * A grant or debit and the signed events that announce it (the outbox rows) commit together or not at all.
   Outbox events are stored verbatim and re-sent with the same id until a relay acknowledges them.
-* Reservations are not money: they live in memory only (not in a table cleared on open), so a crash or
-  restart frees every hold, and reserve/release cost no fsync: a chat pays one (its debit), not three.
-  Hence the agent process that owns the ledger must be its only writer; other processes may read.
+* Reservations (chat holds, schema 3) are durable: ``reserve`` writes the hold before any token is generated,
+  ``checkpoint`` records how much of it was used so far, and ``commit``/``release`` end it in the same
+  transaction as the debit.  A hold left open by a crash is loaded again on open (:meth:`Ledger.open_holds`),
+  so the agent can settle it at its last checkpoint, exactly once (the debit is keyed by the hold's key).
+  The agent process that owns the ledger must be its only writer; other processes may read.
 * ``rebuild`` replays ``Transaction`` events; an event already applied (by id) is skipped: idempotent.
 * Outbox rows carry a priority (:class:`OutboxPriority`): grants and debits (``NORMAL``) are handed to the
   publisher before replies that move no money (refusals, ``LOW``), whatever order they were stored in.
@@ -66,6 +68,7 @@ __all__ = [
     "InsufficientBalance",
     "Ledger",
     "LedgerError",
+    "OpenHold",
     "OutboxEvent",
     "OutboxPriority",
     "PruneReport",
@@ -120,6 +123,14 @@ class OutboxPriority(IntEnum):
 
     NORMAL = 0  # grants, debits, and everything else that announces a balance change or the device
     LOW = 1  # replies that move no money: refusals, admin acknowledgements
+
+
+@dataclass(frozen=True, slots=True)
+class OpenHold:
+    """A held reservation and the tokens its last checkpoint recorded as used."""
+
+    reservation: Reservation
+    used: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +272,16 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         " WHERE state NOT IN ('pending', 'submitted')",
         "DROP TABLE seen_events",
     ),
+    (  # chat holds: durable before the first token, checkpointed while streaming, settled after a crash
+        """CREATE TABLE holds (
+            key        TEXT PRIMARY KEY CHECK (length(key) > 0),
+            user       TEXT NOT NULL CHECK (length(user) > 0),
+            amount     INTEGER NOT NULL CHECK (amount >= 0),
+            used       INTEGER NOT NULL DEFAULT 0 CHECK (used >= 0 AND used <= amount),
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+    ),
 )
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 #: The ledger's file name inside ``device.state_dir``.
@@ -287,6 +308,10 @@ class Ledger:
         self._lock = threading.RLock()
         self._held: dict[str, Reservation] = {}
         self._reserved: dict[str, int] = {}
+        for key, user, amount in conn.execute("SELECT key, user, amount FROM holds ORDER BY created_at, key"):
+            res = Reservation(key=str(key), user=str(user), amount=int(amount))
+            self._held[res.key] = res
+            self._reserved[res.user] = self._reserved.get(res.user, 0) + res.amount
 
     # ----------------------------------------------------------------------------------------- lifecycle
     @classmethod
@@ -328,7 +353,7 @@ class Ledger:
         return cls(conn, clock=clock)
 
     def close(self) -> None:
-        """Close the file.  Reservations still held are dropped (they are not money)."""
+        """Close the file.  Holds still open stay on disk; the next open loads them again."""
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
@@ -395,7 +420,11 @@ class Ledger:
         return Activity(users=int(users), tokens_granted=int(granted), tokens_debited=int(debited))
 
     def reserve(self, user: str, n: int, *, key: str) -> Reservation:
-        """Hold ``n`` tokens of ``user``'s available balance for the debit that will be keyed ``key``."""
+        """Hold ``n`` tokens of ``user``'s available balance for the debit that will be keyed ``key``.
+
+        The hold is on disk when this returns (one transaction); it ends with :meth:`commit` or
+        :meth:`release`, also after a restart.
+        """
         _require_text("user", user)
         _require_text("key", key)
         _count(n, "n")
@@ -407,9 +436,41 @@ class Ledger:
             if available < n:
                 raise InsufficientBalance(f"{user} has {max(available, 0)} tokens available, {n} requested")
             res = Reservation(key=key, user=user, amount=n)
+            now = self._now()
+            with self._write() as conn:
+                conn.execute(
+                    "INSERT INTO holds (key, user, amount, used, created_at, updated_at)"
+                    " VALUES (?, ?, ?, 0, ?, ?)",
+                    (key, user, n, now, now),
+                )
             self._held[key] = res
             self._reserved[user] = reserved + n
         return res
+
+    def checkpoint(self, res: Reservation, used: int) -> None:
+        """Record durably that ``used`` (≤ ``res.amount``) tokens of the held ``res`` are owed so far.
+
+        A crash leaves the hold open at its last checkpoint (:meth:`open_holds`).  A smaller ``used`` than
+        already recorded changes nothing (checkpoints only move forward).
+        """
+        _count(used, "used")
+        with self._lock:
+            self._require_held(res)
+            if used > res.amount:
+                raise LedgerError(
+                    f"used {used} exceeds the {res.amount} tokens reserved", code="invalid_amount"
+                )
+            with self._write() as conn:
+                conn.execute(
+                    "UPDATE holds SET used = max(used, ?), updated_at = ? WHERE key = ?",
+                    (used, self._now(), res.key),
+                )
+
+    def open_holds(self) -> list[OpenHold]:
+        """Every hold still open, oldest first, with the tokens its last checkpoint recorded as used."""
+        with self._lock:
+            used = dict(self._query("SELECT key, used FROM holds"))
+            return [OpenHold(res, int(used.get(key, 0))) for key, res in self._held.items()]
 
     def commit(
         self,
@@ -449,14 +510,20 @@ class Ledger:
                     (res.key, res.user, -used, event_id, self._now()),
                 )
                 self._insert_outbox(conn, rows)
+                conn.execute("DELETE FROM holds WHERE key = ?", (res.key,))
             self._unhold(res)
         return used
 
     def release(self, res: Reservation) -> bool:
-        """Free ``res`` without debiting.  A no-op (returning False) if it was committed or released."""
+        """Free ``res`` without debiting.  A no-op (returning False) if it was committed or released.
+
+        If the release cannot be written (e.g. ``ledger_disk_full``) the hold stays, on disk and here.
+        """
         with self._lock:
             if self._held.get(res.key) != res:
                 return False
+            with self._write() as conn:
+                conn.execute("DELETE FROM holds WHERE key = ?", (res.key,))
             self._unhold(res)
             return True
 
@@ -835,6 +902,12 @@ class Ledger:
     def _total(self, user: str) -> int:
         rows = self._query("SELECT total FROM balances WHERE user = ?", user)
         return int(rows[0][0]) if rows else 0
+
+    def _require_held(self, res: Reservation) -> None:
+        if self._held.get(res.key) != res:
+            raise LedgerError(
+                f"reservation {res.key!r} is not held (committed or released)", code="reservation_not_held"
+            )
 
     def _unhold(self, res: Reservation) -> None:
         del self._held[res.key]

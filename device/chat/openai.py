@@ -8,6 +8,7 @@ but a known field with a wrong type or value is a ``bad_request`` naming the fie
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,7 @@ __all__ = [
     "error_body",
     "finish_chunk",
     "parse_chat_request",
+    "parse_json_body",
     "role_chunk",
     "text_chunk",
     "usage_chunk",
@@ -32,10 +34,13 @@ __all__ = [
 
 ROLES: Final = frozenset({"system", "user", "assistant"})
 MAX_STOP: Final = 4
+#: Deepest nesting of arrays/objects a request body may have (a chat needs 4).
+MAX_JSON_DEPTH: Final = 32
 
 #: code → (HTTP status, OpenAI error type)
 _STATUS: Final[Mapping[str, tuple[int, str]]] = {
     "bad_request": (400, "invalid_request_error"),
+    "invalid_request": (400, "invalid_request_error"),
     "context_length_exceeded": (400, "invalid_request_error"),
     "unauthorized": (401, "authentication_error"),
     "insufficient_balance": (402, "insufficient_quota"),
@@ -43,7 +48,9 @@ _STATUS: Final[Mapping[str, tuple[int, str]]] = {
     "method_not_allowed": (405, "invalid_request_error"),
     "request_too_large": (413, "invalid_request_error"),
     "busy": (429, "rate_limit_error"),
+    "user_busy": (429, "rate_limit_error"),
     "model_not_loaded": (503, "server_error"),
+    "ledger_unavailable": (503, "server_error"),
 }
 
 
@@ -144,7 +151,7 @@ def _messages(value: Any) -> tuple[ChatMessage, ...]:
         role = msg.get("role")
         if role == "developer":
             role = "system"
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise _bad(f"{where}.role", f"expected one of system, user, assistant, got {role!r}")
         content = msg.get("content")
         out.append(
@@ -153,6 +160,39 @@ def _messages(value: Any) -> tuple[ChatMessage, ...]:
             )
         )
     return tuple(out)
+
+
+def parse_json_body(raw: bytes) -> Any:
+    """Decode a request body: ``bad_request`` if it is not JSON, ``invalid_request`` if it nests deeper
+    than :data:`MAX_JSON_DEPTH` (checked without recursion, so no depth can crash the parser)."""
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _nesting(raw) > MAX_JSON_DEPTH:
+        raise ChatError(f"the body nests deeper than {MAX_JSON_DEPTH} levels", code="invalid_request")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ChatError(f"the body is not JSON: {exc}", code="bad_request") from None
+
+
+def _nesting(raw: bytes) -> int:
+    """Deepest ``[``/``{`` nesting outside JSON strings (a linear scan, no recursion)."""
+    deepest = depth = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
 
 
 def parse_chat_request(body: Any, *, max_tokens_limit: int) -> ChatRequest:

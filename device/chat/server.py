@@ -8,12 +8,23 @@ Routes (``docs/chat.md``):
 * ``POST /v1/chat/completions`` -- non-streaming or SSE (``stream: true``); ``usage`` is always
   present, in the last chunk when streaming, and equals what was debited.
 
-A completion: bearer token → body (≤ ``chat.max_body_bytes``, else 413) → admission (one generating
-plus ≤ ``chat.max_waiting`` waiting, else 429 ``busy``) → prompt tokens → :meth:`Meter.hold`
-(402 ``insufficient_balance`` / 400 ``context_length_exceeded`` before any compute) → generation
-bounded by the hold → settle exactly ``prompt + completion`` tokens, always (a client disconnect
-stops the worker within one token and is charged what was generated; a generation that failed or
-never started is charged nothing).
+A completion, cheapest refusals first (admission before cost):
+
+1. bearer token (401); the ledger can be written (503 ``ledger_unavailable``); the user's available
+   balance pays at least one token (402 ``insufficient_balance``) -- all before the body is read;
+2. the user has at most one chat generating and one waiting (429 ``user_busy``);
+3. the body: ≤ ``chat.max_body_bytes`` and ≤ what the balance could ever pay for (413), JSON nested
+   ≤ 32 deep (400 ``invalid_request``);
+4. the device queue: one generating plus ≤ ``chat.max_waiting`` waiting, funded requests only (429 ``busy``);
+5. prompt tokens → :meth:`Meter.hold`, durable before any compute (402 / 400 ``context_length_exceeded``);
+6. generation bounded by the hold, the owed count checkpointed every ≤ 32 tokens or ≤ 1 s (a checkpoint
+   the ledger refuses stops the answer: ``ledger_unavailable``);
+7. settle exactly ``prompt + completion`` tokens, always (a client disconnect stops the worker within
+   one token and is charged what was generated; a generation that failed or never started is charged
+   nothing).
+
+Connections are limited by :class:`~device.chat.connections.ConnectionGuard` (open connections, header
+deadline) and aiohttp's keep-alive timeout.
 
 Errors use OpenAI's JSON shape ``{"error": {"message", "type", "param", "code"}}`` with our codes.
 """
@@ -27,22 +38,25 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 
 from device.chat.auth import TokenClaims, TokenVerifier
+from device.chat.connections import ConnectionGuard
 from device.chat.listener import bind_unix_socket
 from device.chat.openai import (
     ChatError,
+    ChatRequest,
     Usage,
     completion_body,
     error_body,
     finish_chunk,
     http_status,
     parse_chat_request,
+    parse_json_body,
     role_chunk,
     text_chunk,
     usage_chunk,
@@ -51,7 +65,7 @@ from device.config import Config, resolve_chat_socket
 from device.errors import DeviceError
 from device.inference import Engine, Generation, GenerationResult
 from device.ledger import Ledger
-from device.metering import Hold, Meter
+from device.metering import Hold, Meter, MeteringError
 from device.nostr_events import EventSigner
 from device.state import Activity, StateHub
 
@@ -61,6 +75,18 @@ log = logging.getLogger(__name__)
 
 _FAILED = "the model failed while generating; nothing was charged"
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+#: A completion may checkpoint less often than this many tokens ...
+CHECKPOINT_TOKENS: Final = 32
+#: ... or this many seconds, whichever comes first.
+CHECKPOINT_SECONDS: Final = 1.0
+#: Chats one user may have in flight: one generating plus one waiting.
+PER_USER_IN_FLIGHT: Final = 2
+#: A body may be this large whatever the balance (the JSON around a short prompt) ...
+BODY_BASE_BYTES: Final = 4096
+#: ... plus this many bytes per available token (generous: a token's text, JSON-escaped, is shorter).
+BODY_BYTES_PER_TOKEN: Final = 256
+#: Bytes read per chunk while reading a body against its limit.
+_READ_CHUNK: Final = 16_384
 
 
 def _json_error(code: str, message: str, param: str | None = None) -> web.Response:
@@ -122,9 +148,15 @@ class ChatService:
         self._given_sock = sock
         self._environ = dict(os.environ) if environ is None else environ
         self._runner: web.AppRunner | None = None
+        self._servers: list[asyncio.Server] = []
         self._bound_path: Path | None = None
         self._in_flight = 0
         self._generating = 0
+        self._per_user: dict[str, int] = {}
+        self._guard = ConnectionGuard(
+            max_connections=config.chat.max_connections,
+            header_timeout_s=config.chat.header_timeout_seconds,
+        )
 
     @property
     def socket_path(self) -> Path | None:
@@ -141,10 +173,17 @@ class ChatService:
         """The metering used for every completion."""
         return self._meter
 
+    @property
+    def connections(self) -> ConnectionGuard:
+        """The connection limits (open connections, header deadline) of both listeners."""
+        return self._guard
+
     # ------------------------------------------------------------------------------ lifecycle
     def app(self) -> web.Application:
         """The aiohttp application (routes and error middleware)."""
-        app = web.Application(middlewares=[_errors], client_max_size=self._config.chat.max_body_bytes)
+        app = web.Application(
+            middlewares=[self._track, _errors], client_max_size=self._config.chat.max_body_bytes
+        )
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/v1/balance", self._balance)
@@ -154,16 +193,25 @@ class ChatService:
     async def start(self) -> None:
         """Load the model (if needed) and start listening."""
         await self._engine.start()
-        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False, shutdown_timeout=5.0)
+        runner = web.AppRunner(
+            self.app(),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=5.0,
+            keepalive_timeout=self._config.chat.keepalive_timeout_seconds,
+        )
         await runner.setup()
         self._runner = runner
+        loop = asyncio.get_running_loop()
+        assert runner.server is not None  # set by setup()
+        factory = self._guard.factory(runner.server)
         try:
             sock = self._given_sock
             if sock is None:
                 path = resolve_chat_socket(self._config, self._environ)
                 sock = bind_unix_socket(path, self._config.chat.socket_mode)
                 self._bound_path = path
-            await web.SockSite(runner, sock).start()
+            self._servers.append(await loop.create_server(factory, sock=sock))
             address = self._config.chat.tcp_address
             if address is not None:
                 log.warning(
@@ -171,7 +219,7 @@ class ChatService:
                     *address,
                     extra={"code": "chat_tcp_enabled"},
                 )
-                await web.TCPSite(runner, address[0], address[1]).start()
+                self._servers.append(await loop.create_server(factory, address[0], address[1]))
         except BaseException:
             await self.stop()
             raise
@@ -179,9 +227,13 @@ class ChatService:
 
     async def stop(self) -> None:
         """Stop listening, let running completions settle, remove the socket file this service made."""
+        servers, self._servers = self._servers, []
+        for server in servers:
+            server.close()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+        await self._meter.aclose()
         if self._bound_path is not None:
             with contextlib.suppress(FileNotFoundError):
                 self._bound_path.unlink()
@@ -191,23 +243,60 @@ class ChatService:
     def _claims(self, request: web.Request) -> TokenClaims:
         return self._verifier.verify_header(request.headers.get("Authorization"))
 
-    async def _json_body(self, request: web.Request) -> Any:
-        limit = self._config.chat.max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
-            raise ChatError(f"the body is over {limit} bytes (chat.max_body_bytes)", code="request_too_large")
+    @web.middleware
+    async def _track(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Tell the connection guard a request header arrived (its deadline is met) and when it is done."""
+        self._guard.request_started(request.transport)
         try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise ChatError(
-                f"the body is over {limit} bytes (chat.max_body_bytes)", code="request_too_large"
-            ) from None
-        try:
-            return json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ChatError(f"the body is not JSON: {exc}", code="bad_request") from None
+            return await handler(request)
+        finally:
+            self._guard.request_finished(request.transport)
 
-    @contextlib.asynccontextmanager
-    async def _admitted(self) -> AsyncIterator[None]:
+    async def _json_body(self, request: web.Request, limit: int, why: str) -> Any:
+        """The body decoded, read only up to ``limit`` bytes (413 beyond, saying ``why`` is the limit)."""
+        too_large = ChatError(f"the body is over {limit} bytes ({why})", code="request_too_large")
+        if request.content_length is not None and request.content_length > limit:
+            raise too_large
+        raw = bytearray()
+        try:
+            while chunk := await request.content.read(_READ_CHUNK):
+                raw += chunk
+                if len(raw) > limit:
+                    raise too_large
+        except web.HTTPRequestEntityTooLarge:
+            raise too_large from None
+        return parse_json_body(bytes(raw))
+
+    def _body_limit(self, available: int) -> tuple[int, str]:
+        """The largest body worth reading for a user with ``available`` tokens, and what sets it."""
+        configured = self._config.chat.max_body_bytes
+        affordable = BODY_BASE_BYTES + available * BODY_BYTES_PER_TOKEN
+        if affordable < configured:
+            return affordable, f"more than {available} available tokens could ever pay for"
+        return configured, "chat.max_body_bytes"
+
+    @contextlib.contextmanager
+    def _user_slot(self, user: str) -> Iterator[None]:
+        held = self._per_user.get(user, 0)
+        if held >= PER_USER_IN_FLIGHT:
+            raise ChatError(
+                "you already have a chat generating and one waiting; wait for one to finish",
+                code="user_busy",
+            )
+        self._per_user[user] = held + 1
+        try:
+            yield
+        finally:
+            left = self._per_user[user] - 1
+            if left:
+                self._per_user[user] = left
+            else:
+                del self._per_user[user]
+
+    @contextlib.contextmanager
+    def _admitted(self) -> Iterator[None]:
         if self._in_flight >= 1 + self._config.chat.max_waiting:
             raise ChatError(
                 f"the device is busy ({self._in_flight} chats running or waiting); retry shortly",
@@ -228,6 +317,8 @@ class ChatService:
                 "machine": self._signer.machine_pubkey,
                 "n_ctx": self._engine.n_ctx,
                 "in_flight": self._in_flight,
+                "ledger_writable": self._meter.writable,
+                "connections": self._guard.open_connections,
             }
         )
 
@@ -262,44 +353,58 @@ class ChatService:
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         claims = self._claims(request)
-        chat = parse_chat_request(
-            await self._json_body(request), max_tokens_limit=self._config.llm.max_tokens
+        self._meter.require_writable()
+        available = (await self._meter.balance(claims.user)).available
+        if available < 1:
+            raise MeteringError(
+                "0 tokens available; recharge first", code="insufficient_balance"
+            )  # refused before the body is read or anything is tokenized
+        with self._user_slot(claims.user):
+            body = await self._json_body(request, *self._body_limit(available))
+            chat = parse_chat_request(body, max_tokens_limit=self._config.llm.max_tokens)
+            with self._admitted():
+                return await self._generate(request, claims.user, chat)
+
+    async def _generate(self, request: web.Request, user: str, chat: ChatRequest) -> web.StreamResponse:
+        prompt = await self._engine.prompt_tokens(chat.messages)
+        hold = await self._meter.hold(
+            user, prompt_tokens=len(prompt), max_tokens=chat.max_tokens, n_ctx=self._engine.n_ctx
         )
-        async with self._admitted():
-            prompt = await self._engine.prompt_tokens(chat.messages)
-            hold = await self._meter.hold(
-                claims.user, prompt_tokens=len(prompt), max_tokens=chat.max_tokens, n_ctx=self._engine.n_ctx
+        self._generating += 1
+        self._hub.update(activity=Activity.GENERATING)
+        metered: _Metered | None = None
+        try:
+            generation = self._engine.generate(
+                prompt,
+                max_tokens=chat.max_tokens,
+                budget=hold.completion_budget,
+                stop=chat.stop,
+                params=chat.sampling,
             )
-            self._generating += 1
-            self._hub.update(activity=Activity.GENERATING)
-            metered: _Metered | None = None
-            try:
-                generation = self._engine.generate(
-                    prompt,
-                    max_tokens=chat.max_tokens,
-                    budget=hold.completion_budget,
-                    stop=chat.stop,
-                    params=chat.sampling,
-                )
-                metered = _Metered(self._meter, hold, generation)
-                if chat.stream:
-                    return await self._stream(request, metered)
-                return await self._complete(request, metered)
-            finally:
-                if metered is not None:
-                    await metered.settle()
-                else:
-                    await self._meter.settle(hold, 0)  # generation never started: release only
-                self._generating -= 1
-                if self._generating == 0:
-                    self._hub.update(activity=Activity.IDLE)
+            metered = _Metered(self._meter, hold, generation)
+            if chat.stream:
+                return await self._stream(request, metered)
+            return await self._complete(request, metered)
+        finally:
+            if metered is not None:
+                await metered.settle()
+            else:
+                await self._meter.settle(hold, 0)  # generation never started: release only
+            self._generating -= 1
+            if self._generating == 0:
+                self._hub.update(activity=Activity.IDLE)
 
     async def _complete(self, request: web.Request, metered: _Metered) -> web.Response:
         parts: list[str] = []
-        async for delta in metered.generation:
-            parts.append(delta)
-            if request.transport is None or request.transport.is_closing():
-                metered.generation.cancel()  # the client left: stop computing what nobody will read
+        try:
+            async for delta in metered.generation:
+                parts.append(delta)
+                await metered.progress()
+                if request.transport is None or request.transport.is_closing():
+                    metered.generation.cancel()  # the client left: stop computing what nobody will read
+        except MeteringError:
+            metered.waive()  # the ledger refused a checkpoint: nothing is delivered, nothing charged
+            raise
         result, usage, balance = await metered.settle()
         if result.error is not None:
             raise ChatError(_FAILED, code="inference_failed")
@@ -329,6 +434,7 @@ class ChatService:
         try:
             await _send(response, role_chunk(completion_id, model, created))
             async for delta in metered.generation:
+                await metered.progress()  # durable before more than one checkpoint's worth is delivered
                 await _send(response, text_chunk(completion_id, model, created, delta))
             result, usage, balance = await metered.settle()
             if result.error is not None:
@@ -343,10 +449,14 @@ class ChatService:
         except ConnectionError:
             log.info("chat client disconnected mid-stream", extra={"code": "chat_client_gone"})
         except Exception as exc:  # headers are sent: report in-band, then end the stream
-            code = exc.code if isinstance(exc, DeviceError) else "internal_error"
-            log.exception("chat stream failed", extra={"code": code})
+            if isinstance(exc, DeviceError):  # a stable refusal (e.g. ledger_unavailable)
+                code, message = exc.code, exc.message
+                log.warning("chat stream stopped: %s", message, extra={"code": code})
+            else:
+                code, message = "internal_error", "internal error; see the device log"
+                log.exception("chat stream failed", extra={"code": code})
             with contextlib.suppress(ConnectionError):
-                await _send(response, error_body(code, str(exc)))
+                await _send(response, error_body(code, message))
                 await response.write(b"data: [DONE]\n\n")
                 await response.write_eof()
         return response
@@ -360,6 +470,35 @@ class _Metered:
         self.hold = hold
         self.generation = generation
         self._task: asyncio.Task[tuple[GenerationResult, Usage, int]] | None = None
+        self._saved = 0  # completion tokens covered by the last checkpoint
+        self._saved_at = time.monotonic()
+        self._waived = False
+
+    async def progress(self) -> None:
+        """Checkpoint the delivered count on the first token, then every 32 tokens or 1 s, whichever first.
+
+        Called before each delta is sent, so at most one checkpoint's worth is ever delivered unrecorded.
+        Raises ``ledger_unavailable`` (and stops the worker) when the ledger refuses the checkpoint.
+        """
+        delivered = self.generation.delivered
+        if delivered <= self._saved:
+            return
+        now = time.monotonic()
+        if (
+            self._saved == 0
+            or delivered - self._saved >= CHECKPOINT_TOKENS
+            or now - self._saved_at >= CHECKPOINT_SECONDS
+        ):
+            try:
+                await self._meter.checkpoint(self.hold, self.hold.prompt_tokens + delivered)
+            except DeviceError:
+                self.generation.cancel()
+                raise
+            self._saved, self._saved_at = delivered, now
+
+    def waive(self) -> None:
+        """Charge nothing for this generation (its answer is not delivered)."""
+        self._waived = True
 
     @property
     def completion_id(self) -> str:
@@ -376,7 +515,7 @@ class _Metered:
 
     async def _settle(self) -> tuple[GenerationResult, Usage, int]:
         result = await self.generation.aclose()
-        charged = result.prompt_evaluated and result.error is None
+        charged = result.prompt_evaluated and result.error is None and not self._waived
         usage = Usage(
             prompt_tokens=self.hold.prompt_tokens if charged else 0,
             completion_tokens=result.completion_tokens if charged else 0,

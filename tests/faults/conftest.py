@@ -34,13 +34,13 @@ def localnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalnetProce
 async def rig_factory(
     request: pytest.FixtureRequest, tmp_path: Path, localnet: LocalnetProcess
 ) -> AsyncIterator[object]:
-    """``await make(relays=1, disk_kib=None)`` builds a rig; every rig is closed at the end."""
+    """``await make(relays=1, disk_kib=None, model=None)`` builds a rig; every rig is closed at the end."""
     rigs: list[FaultRig] = []
     name = re.sub(r"^test_", "", request.node.name)
 
-    async def make(*, relays: int = 1, disk_kib: int | None = None) -> FaultRig:
+    async def make(*, relays: int = 1, disk_kib: int | None = None, model: Path | None = None) -> FaultRig:
         rig = await FaultRig.create(
-            name, tmp_path / f"rig{len(rigs)}", localnet, relays=relays, disk_kib=disk_kib
+            name, tmp_path / f"rig{len(rigs)}", localnet, relays=relays, disk_kib=disk_kib, model=model
         )
         rigs.append(rig)
         return rig

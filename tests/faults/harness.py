@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import json
 import os
@@ -34,13 +35,13 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from aiohttp import ClientSession, ClientTimeout, web
+from aiohttp import ClientError, ClientSession, ClientTimeout, UnixConnector, web
 from nostr_sdk import (
     Client,
     Event,
@@ -58,6 +59,7 @@ from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
+from device.chat.auth import issue_token
 from device.chat.client import ChatClient
 from device.config import Config, SolanaConfig
 from device.keys import KeyStore
@@ -113,6 +115,7 @@ class ScenarioResult:
     double_charges: int
     seconds: float
     problems: list[str] = field(default_factory=list)
+    free_tokens: int | None = None  # chat rows: tokens delivered and never charged (None: no chat)
 
 
 RESULTS: list[ScenarioResult] = []
@@ -123,12 +126,16 @@ def summary_lines() -> list[str]:
     if not RESULTS:
         return []
     width = max(len("scenario"), *(len(r.name) for r in RESULTS))
-    head = f"{'scenario':<{width}}  faults  requests  granted  refused  lost  double-charges  seconds  ok"
+    head = (
+        f"{'scenario':<{width}}  faults  requests  granted  refused  lost  double-charges  free-tokens"
+        "  seconds  ok"
+    )
     lines = [head, "-" * len(head)]
     for r in RESULTS:
+        free = "-" if r.free_tokens is None else str(r.free_tokens)
         lines.append(
             f"{r.name:<{width}}  {r.faults:>6}  {r.requests:>8}  {r.granted:>7}  {r.refused:>7}  {r.lost:>4}"
-            f"  {r.double_charges:>14}  {r.seconds:>7.1f}  {'yes' if not r.problems else 'NO'}"
+            f"  {r.double_charges:>14}  {free:>11}  {r.seconds:>7.1f}  {'yes' if not r.problems else 'NO'}"
         )
     total = ScenarioResult(
         "TOTAL",
@@ -141,13 +148,16 @@ def summary_lines() -> list[str]:
         sum(r.seconds for r in RESULTS),
     )
     lines.append("-" * len(head))
+    free_total = sum(r.free_tokens or 0 for r in RESULTS)
     lines.append(
         f"{total.name:<{width}}  {total.faults:>6}  {total.requests:>8}  {total.granted:>7}"
-        f"  {total.refused:>7}  {total.lost:>4}  {total.double_charges:>14}  {total.seconds:>7.1f}"
+        f"  {total.refused:>7}  {total.lost:>4}  {total.double_charges:>14}  {free_total:>11}"
+        f"  {total.seconds:>7.1f}"
     )
     lines.append(
         f"{len(RESULTS)} scenarios; requests lost {total.lost} (must be 0), "
-        f"double charges {total.double_charges} (must be 0)"
+        f"double charges {total.double_charges} (must be 0), free chat tokens {free_total} "
+        "(0, or at most one checkpoint after a kill -9)"
     )
     return lines
 
@@ -367,11 +377,35 @@ class TmpfsHolder:
         assert self.proc is not None
         return ["nsenter", "-t", str(self.proc.pid), "-U", "-m", "--preserve-credentials", *argv]
 
+    def remount(self, *, read_only: bool) -> None:
+        """Remount the tmpfs read-only (as the kernel does to a failing SD card) or read-write again.
+
+        Read-only only succeeds while no process has a file on it open for writing (the agent is down).
+        """
+        option = "remount,ro" if read_only else "remount,rw"
+        subprocess.run(self.command(["mount", "-o", option, str(self.path)]), check=True, capture_output=True)
+
     def stop(self) -> None:
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def fill_disk(directory: Path) -> int:
+    """Write a filler file until the filesystem is full; return its size."""
+    written = 0
+    fd = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        chunk = b"\0" * 4096
+        while True:
+            written += os.write(fd, chunk)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+    finally:
+        os.close(fd)
+    return written
 
 
 class AgentProcess:
@@ -460,6 +494,22 @@ class SentRequest:
 
 
 @dataclass
+class ChatTally:
+    """What one user's chats delivered to their clients, checked by :meth:`FaultRig.verify`."""
+
+    user: str
+    prompt_tokens: int  # of every chat in the scenario (they all send the same messages)
+    chats: int = 0  # completions started: each may be debited once
+    delivered: int = 0  # completion tokens the clients received
+    tolerated: int = 0  # free tokens allowed: one checkpoint (32) per kill -9 mid-stream, else 0
+    refused: Counter[str] = field(default_factory=Counter)  # error codes the clients got
+
+
+#: The messages of every chat in the chat scenarios; the const test model answers " m" per token.
+CHAT_MESSAGES = [{"role": "user", "content": "hello there"}]
+
+
+@dataclass
 class FaultRig:
     """One device (keys, config, agent) on its own namespace of the shared chain, with its own relays."""
 
@@ -480,11 +530,21 @@ class FaultRig:
     _socket_dir: Path | None = None
 
     # ---------------------------------------------------------------------------------- lifecycle
+    model: Path | None = None  # a GGUF for the chat scenarios (else the SmolLM2 wheel, short answers)
+
     @classmethod
     async def create(
-        cls, name: str, tmp: Path, localnet: LocalnetProcess, *, relays: int = 1, disk_kib: int | None = None
+        cls,
+        name: str,
+        tmp: Path,
+        localnet: LocalnetProcess,
+        *,
+        relays: int = 1,
+        disk_kib: int | None = None,
+        model: Path | None = None,
     ) -> FaultRig:
         rig = cls(name, tmp, localnet)
+        rig.model = model
         rig.logs.mkdir(parents=True, exist_ok=True)
         for i in range(relays):
             relay = RelayProcess(lmdb=tmp / f"relay-{i}-lmdb")
@@ -543,13 +603,18 @@ class FaultRig:
     def _config_yaml(self) -> str:
         relays = ", ".join(r.url for r in self.relays)
         assert self.proxy is not None
+        llm = (
+            "llm:\n  n_ctx: 256\n  max_tokens: 16\n  n_threads: 1\n"
+            if self.model is None
+            else f"llm:\n  model_path: {self.model}\n  n_ctx: 2048\n  max_tokens: 1900\n  n_threads: 1\n"
+        )
         return (
             f"device:\n  state_dir: {self.state_dir}\n  log_level: info\n"
             f"nostr:\n  relays: [{relays}]\n"
             f"solana:\n  rpc_url: {self.proxy.url}\n  namespace_id: {self.namespace_id}\n"
             "  confirm_timeout_seconds: 10\n"
             f"pricing:\n  recharge_lamports: {PRICE}\n  tokens_per_lamport: 1\n"
-            "llm:\n  n_ctx: 256\n  max_tokens: 16\n  n_threads: 1\n"
+            f"{llm}"
             f"chat:\n  socket: {self.chat_socket}\n"
             "indicators:\n  console: 'off'\n"
         )
@@ -669,6 +734,58 @@ class FaultRig:
         await self.publish(event)
         return event.id().to_hex()
 
+    # ----------------------------------------------------------------------------------------- chat
+    def _chat_http(self) -> ClientSession:
+        return ClientSession(
+            connector=UnixConnector(path=str(self.chat_socket)),
+            base_url="http://device",
+            timeout=ClientTimeout(total=120),
+        )
+
+    async def chat(self, user: Keypair, *, max_tokens: int = 1) -> tuple[int, dict[str, Any]]:
+        """One non-streaming chat of :data:`CHAT_MESSAGES`: (HTTP status, body)."""
+        token = issue_token(user, self.machine, ttl_seconds=3600)
+        async with self._chat_http() as http:
+            resp = await http.post(
+                "/v1/chat/completions",
+                json={"messages": CHAT_MESSAGES, "max_tokens": max_tokens, "temperature": 0},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            return resp.status, await resp.json()
+
+    async def stream_chat(
+        self, user: Keypair, tally: ChatTally, on_token: Callable[[int], Awaitable[None]] | None = None
+    ) -> None:
+        """Stream one long chat of :data:`CHAT_MESSAGES`, counting every token the client receives into
+        ``tally`` (and error codes, in-band or HTTP); ``on_token(n)`` runs after the n-th token.  A
+        connection the agent drops (it was killed) just ends the stream."""
+        token = issue_token(user, self.machine, ttl_seconds=3600)
+        tally.chats += 1
+        try:
+            async with self._chat_http() as http:
+                resp = await http.post(
+                    "/v1/chat/completions",
+                    json={"messages": CHAT_MESSAGES, "stream": True, "temperature": 0},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                if resp.status != 200:
+                    tally.chats -= 1  # refused before anything was held
+                    tally.refused[(await resp.json())["error"]["code"]] += 1
+                    return
+                async for line in resp.content:
+                    if not line.startswith(b"data: {"):
+                        continue
+                    event = json.loads(line[6:])
+                    if "error" in event:
+                        tally.refused[event["error"]["code"]] += 1
+                    elif event["choices"] and event["choices"][0]["delta"].get("content"):
+                        for _ in range(event["choices"][0]["delta"]["content"].count(" m")):
+                            tally.delivered += 1
+                            if on_token is not None:
+                                await on_token(tally.delivered)
+        except (ClientError, ConnectionError):
+            pass  # the agent went away mid-answer: what arrived is counted
+
     # --------------------------------------------------------------------------------------- ledger
     def readable_ledger(self) -> Path:
         """A path SQLite can open: the ledger itself, or a copy when it lives in the holder's namespace
@@ -718,7 +835,12 @@ class FaultRig:
             rows.get(r.event_id, ("", None))[0] in {s.value for s in RechargeState if s.finished}
             for r in self.requests
         )
-        return finished and self.outbox_pending() == 0
+        return finished and self.outbox_pending() == 0 and self.open_holds() == 0
+
+    def open_holds(self) -> int:
+        """Chat holds not yet settled (-1 when the ledger cannot be read right now)."""
+        rows = self._read("SELECT count(*) FROM holds")
+        return int(rows[0][0]) if rows else -1
 
     async def wait_state(self, request_id: str, *states: str, within: float = 30.0) -> None:
         await wait_until(
@@ -752,10 +874,21 @@ class FaultRig:
         return list(found.values())
 
     # ------------------------------------------------------------------------------------- verdict
-    async def verify(self, *, expect_granted: int | None = None, expect_refused: int | None = None) -> None:
-        """Wait for recovery, then assert every invariant; record the scenario for the summary table."""
+    async def verify(
+        self,
+        *,
+        expect_granted: int | None = None,
+        expect_refused: int | None = None,
+        chats: ChatTally | None = None,
+    ) -> None:
+        """Wait for recovery, then assert every invariant; record the scenario for the summary table.
+
+        With ``chats``: every delivered token is debited (free tokens ≤ ``chats.tolerated``), each chat
+        at most once, and the debits are part of the balances the relay's Transaction events rebuild.
+        """
         problems: list[str] = []
         lost = double = granted = refused = 0
+        free: int | None = None
         try:
             await self.wait_settled()
         except AssertionError as exc:
@@ -829,7 +962,30 @@ class FaultRig:
             check = ledger.check()
             unfinished = ledger.unfinished_recharges()
             grant_event_ids = {r[0] for r in ledger._query("SELECT event_id FROM ops WHERE kind = 'grant'")}
+            chat_debits = [
+                (str(user), -int(delta))
+                for user, delta in ledger._query("SELECT user, delta FROM ops WHERE kind = 'debit'")
+            ]
+            holds_left = ledger.open_holds()
         problems += [f"ledger check: {p}" for p in check]
+        if holds_left:
+            problems.append(f"chat holds never settled: {holds_left}")
+        debited = Counter[str]()
+        for user_key, tokens in chat_debits:
+            debited[user_key] += tokens
+        if chats is not None:
+            mine = [tokens for user_key, tokens in chat_debits if user_key == chats.user and tokens > 0]
+            extra_debits = max(0, len(mine) - chats.chats)
+            double += extra_debits
+            if extra_debits:
+                problems.append(f"{len(mine)} debits for {chats.chats} chats")
+            completion = sum(mine) - chats.prompt_tokens * len(mine)
+            free = max(0, chats.delivered - completion)
+            if free > chats.tolerated:
+                problems.append(
+                    f"{free} tokens delivered and never charged (delivered {chats.delivered}, charged "
+                    f"{completion} completion tokens in {len(mine)} debits; tolerated {chats.tolerated})"
+                )
         if unfinished:
             problems.append(f"unfinished recharges left: {[u.request_id for u in unfinished]}")
         if any(v < 0 for v in totals.values()):
@@ -837,7 +993,7 @@ class FaultRig:
         missing = grant_event_ids - relay_ids
         if missing:
             problems.append(f"grant Transaction events missing on the relay: {sorted(missing)}")
-        expected_totals = {u: n * PRICE for u, n in granted_by_user.items() if n}
+        expected_totals = {u: n * PRICE - debited[u] for u, n in granted_by_user.items() if n}
         if {u: t for u, t in totals.items() if t} != expected_totals:
             problems.append(f"ledger totals {totals} != grants {expected_totals}")
         running = [r.url for r in self.relays if r.running]
@@ -878,6 +1034,7 @@ class FaultRig:
                 double,
                 time.monotonic() - self.started,
                 problems,
+                free,
             )
         )
         assert not problems, "invariants violated:\n" + "\n".join(problems)

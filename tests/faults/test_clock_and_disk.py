@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import errno
-import os
-from pathlib import Path
 
 import pytest
 
-from tests.faults.harness import DEPOSIT, FaultRig, TmpfsHolder
+from tests.faults.harness import DEPOSIT, FaultRig, TmpfsHolder, fill_disk
 
 
 async def test_authorizations_past_their_deadline_are_refused_without_a_charge(rig: FaultRig) -> None:
@@ -28,22 +25,6 @@ async def test_authorizations_past_their_deadline_are_refused_without_a_charge(r
     assert (await rig.user_account(user.pubkey())).nonce == 0
 
 
-def _fill(directory: Path) -> int:
-    """Write a filler file until the filesystem is full; return its size."""
-    written = 0
-    fd = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        chunk = b"\0" * 4096
-        while True:
-            written += os.write(fd, chunk)
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC:
-            raise
-    finally:
-        os.close(fd)
-    return written
-
-
 async def test_a_full_disk_under_the_ledger_loses_no_request_and_charges_none_twice(
     rig_factory: object,
 ) -> None:
@@ -55,7 +36,7 @@ async def test_a_full_disk_under_the_ledger_loses_no_request_and_charges_none_tw
     await rig.start_agent()
     await rig.recharge(users[0])
     await rig.wait_settled()
-    await asyncio.to_thread(_fill, rig.ledger_path.parent)
+    await asyncio.to_thread(fill_disk, rig.ledger_path.parent)
     rig.faults += 1
     await rig.recharge(users[1])
     await asyncio.sleep(2.0)  # the agent meets ENOSPC (SQLITE_FULL) on the Request

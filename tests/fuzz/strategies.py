@@ -822,7 +822,17 @@ CONFIG_KEYS = {
     "solana": ["rpc_url", "program", "program_id", "namespace_id", "commitment", "confirm_timeout_seconds"],
     "pricing": ["recharge_lamports", "max_recharge_lamports", "tokens_per_lamport"],
     "llm": ["model_path", "n_ctx", "n_threads", "max_tokens"],
-    "chat": ["socket", "socket_mode", "tcp_listen", "max_body_bytes", "max_waiting", "token_max_ttl_seconds"],
+    "chat": [
+        "socket",
+        "socket_mode",
+        "tcp_listen",
+        "max_body_bytes",
+        "max_waiting",
+        "token_max_ttl_seconds",
+        "max_connections",
+        "header_timeout_seconds",
+        "keepalive_timeout_seconds",
+    ],
     "indicators": ["console", "leds", "display"],
     "bogus": ["x"],
 }

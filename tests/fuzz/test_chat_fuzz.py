@@ -42,8 +42,11 @@ CHAT_CODES = (
             "insufficient_balance",
             "context_length_exceeded",
             "bad_request",
+            "invalid_request",
             "request_too_large",
             "busy",
+            "user_busy",
+            "ledger_unavailable",
             "not_found",
             "method_not_allowed",
             "inference_failed",
@@ -135,6 +138,26 @@ def check_error_body(status: int, body: bytes) -> str:
         "valid",
         "application/json",
         b'{"messages":[{"role":"user","content":"hi"}],"stream":true,"max_tokens":2}',
+    ),
+    rich=True,
+)
+@example(  # found by the long run: a list as role crashed with TypeError (unhashable type)
+    call=ChatCall(
+        "POST",
+        "/v1/chat/completions",
+        "valid",
+        "application/json",
+        b'{"messages":[{"role":["user"],"content":null}]}',
+    ),
+    rich=True,
+)
+@example(  # nested 3,000 deep: RecursionError in the JSON decoder
+    call=ChatCall(
+        "POST",
+        "/v1/chat/completions",
+        "valid",
+        "application/json",
+        b'{"messages":' + b"[" * 1500 + b"]" * 1500 + b"}",
     ),
     rich=True,
 )

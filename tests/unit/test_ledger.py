@@ -18,6 +18,7 @@ from device.ledger import (
     InsufficientBalance,
     Ledger,
     LedgerError,
+    OpenHold,
     OutboxEvent,
     RebuildReport,
     TransactionRecord,
@@ -392,15 +393,52 @@ def test_commit_after_release_is_refused(ledger: Ledger) -> None:
     assert ledger.balance(ALICE).total == 100
 
 
-def test_reservations_do_not_survive_a_reopen(path: Path) -> None:
+def test_a_hold_survives_a_reopen_at_its_last_checkpoint(path: Path) -> None:
     with Ledger.open(path) as ledger:
         ledger.grant("req-1", ALICE, 100)
         res = ledger.reserve(ALICE, 40, key="chat-1")
+        ledger.checkpoint(res, 12)
+        ledger.checkpoint(res, 7)  # checkpoints only move forward
     with Ledger.open(path) as ledger:
+        assert ledger.balance(ALICE) == Balance(100, 40, 60)
+        assert ledger.open_holds() == [OpenHold(res, 12)]
+        assert ledger.commit(res, 12) == 12
+        assert ledger.open_holds() == []
+    with Ledger.open(path) as ledger:
+        assert ledger.balance(ALICE) == Balance(88, 0, 88)
+        assert ledger.commit(res, 12) == 12  # settling again after another restart changes nothing
+        assert ledger.balance(ALICE).total == 88
+
+
+def test_a_released_hold_is_gone_after_a_reopen(path: Path) -> None:
+    with Ledger.open(path) as ledger:
+        ledger.grant("req-1", ALICE, 100)
+        assert ledger.release(ledger.reserve(ALICE, 40, key="chat-1")) is True
+    with Ledger.open(path) as ledger:
+        assert ledger.open_holds() == []
         assert ledger.balance(ALICE) == Balance(100, 0, 100)
-        with pytest.raises(LedgerError) as err:
-            ledger.commit(res, 10)
-        assert err.value.code == "reservation_not_held"
+
+
+def test_checkpoint_refuses_more_than_reserved_or_a_hold_not_held(ledger: Ledger) -> None:
+    ledger.grant("req-1", ALICE, 100)
+    res = ledger.reserve(ALICE, 40, key="chat-1")
+    with pytest.raises(LedgerError) as err:
+        ledger.checkpoint(res, 41)
+    assert err.value.code == "invalid_amount"
+    ledger.release(res)
+    with pytest.raises(LedgerError) as err:
+        ledger.checkpoint(res, 1)
+    assert err.value.code == "reservation_not_held"
+
+
+def test_a_hold_that_cannot_be_written_is_not_held(ledger: Ledger) -> None:
+    ledger.grant("req-1", ALICE, 100)
+    assert ledger._conn is not None
+    ledger._conn.execute("CREATE TRIGGER no_holds BEFORE INSERT ON holds BEGIN SELECT RAISE(ABORT, 'x'); END")
+    with pytest.raises(LedgerError):
+        ledger.reserve(ALICE, 40, key="chat-1")
+    assert ledger.balance(ALICE) == Balance(100, 0, 100)
+    assert ledger.open_holds() == []
 
 
 def test_commit_retried_after_a_reopen_returns_the_recorded_amount(path: Path) -> None:

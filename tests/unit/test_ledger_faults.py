@@ -95,6 +95,11 @@ def test_sigkill_never_loses_a_committed_op(state_dir: Path) -> None:
                 else:
                     assert recorded[line[1]] == (-int(line[3]), line[2])
                 assert line[2] in pending, f"op {line[1]} committed without its outbox event"
+            holds = ledger.open_holds()
+            assert len(holds) <= 1, "only the chat in flight at the kill may be left open"
+            for hold in holds:  # durable, never applied; the agent settles it at its checkpoint (0 here)
+                assert hold.reservation.key not in recorded
+                assert ledger.release(hold.reservation) is True
             for user in ("user-0", "user-1", "user-2"):
                 balance = ledger.balance(user)
                 assert balance.reserved == 0
