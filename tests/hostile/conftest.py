@@ -3,10 +3,12 @@ summary table at the end of the session."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import nostr_sdk
 import pytest
 from _pytest.terminal import TerminalReporter
 
@@ -34,6 +36,9 @@ async def make_device(
 ) -> AsyncIterator[MakeDevice]:
     """``await make_device(nip42=None, chat={...})``: a device with its agent running; closed at the end."""
     devices: list[HostileDevice] = []
+    # nostr-sdk keeps ONE event loop for its callbacks once anyone set it (the wallet's NIP-42 client
+    # does): point it at this test's loop, or its futures land on a closed one.
+    nostr_sdk.uniffi_set_event_loop(asyncio.get_running_loop())
 
     async def make(**options: Any) -> HostileDevice:
         device = await HostileDevice.create(
