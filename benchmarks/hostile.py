@@ -87,8 +87,9 @@ async def recharges(device: HostileDevice, count: int, junk: list[str]) -> list[
         for i, user in enumerate(users):
             if share:
                 await flood_relay(device.relay.url, junk[i * share : (i + 1) * share])
-            await device.publish(device.request_event(user))
+            event = device.request_event(user)
             published[pubkey(user)] = time.monotonic()
+            await device.publish(event)
             if not share:
                 await announced.wait_granted([pubkey(user)], within=30.0)  # quiet: one at a time
         await announced.wait_granted(list(published), within=30.0)
@@ -110,7 +111,12 @@ async def measure(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
         say(f"quiet: {args.recharges} recharges")
         quiet_recharges = await recharges(device, args.recharges, [])
         say(f"flood: {args.recharges} recharges behind {args.junk} junk Requests")
-        junk = [e for _, e in junk_requests(args.junk, machine=device.machine, amount=PRICE)]
+        junk = [
+            e
+            for _, e in junk_requests(
+                args.junk, machine=device.machine, amount=PRICE, namespace_id=device.namespace_id
+            )
+        ]
         flood_recharges = await recharges(device, args.recharges, junk)
     finally:
         await device.close()

@@ -23,6 +23,7 @@ import os
 import re
 import resource
 import shutil
+import sqlite3
 import tempfile
 import time
 from dataclasses import dataclass
@@ -350,7 +351,7 @@ class HostileDevice:
         return ChatAnswer(resp.status, code, time.monotonic() - started)
 
     # ---------------------------------------------------------------------------------- ledger
-    def ledger_bytes(self) -> int:
+    def ledger_files(self) -> int:
         """The ledger's size on disk: the database file and its write-ahead log."""
         return sum(
             p.stat().st_size
@@ -358,6 +359,20 @@ class HostileDevice:
             if p.exists()
         )
 
+    def ledger_in_use(self) -> int:
+        """The bytes of the ledger's pages in use (read through the WAL; free pages not counted): what it
+        keeps, whatever the WAL file's size at the moment."""
+        conn = sqlite3.connect(f"file:{self.state_dir / LEDGER_FILE}?mode=ro", uri=True, timeout=10)
+        try:
+            pages, free, size = (
+                conn.execute(f"PRAGMA {pragma}").fetchone()[0]
+                for pragma in ("page_count", "freelist_count", "page_size")
+            )
+        finally:
+            conn.close()
+        return int((pages - free) * size)
+
 
 def pubkey(user: Keypair) -> str:
+    """The user's Solana address, as Transaction events name it."""
     return str(user.pubkey())

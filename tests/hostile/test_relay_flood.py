@@ -14,6 +14,8 @@ import sqlite3
 import time
 from collections import Counter
 
+from solders.keypair import Keypair
+
 from device.ledger import LEDGER_FILE
 from tests.fixtures.floods import flood_relay, junk_requests
 from tests.hostile.conftest import MakeDevice
@@ -35,6 +37,7 @@ CHEAP_BYTES = 16  # per Request failing the cheap checks: nothing is stored (the
 REFUSAL_BYTES = 1_536  # per forged Request: its refusal row and reply, never its payload
 CHAT_BYTES = 1_536  # per chat: its debit op and signed Transaction (the issue saw ≈ 1.1 KB)
 QUIET_WITHIN = 60.0
+CHATTERS = 4  # honest users chatting at once (one chat at a time each)
 
 
 async def test_recharges_behind_junk_and_the_ledger_stays_small(make_device: MakeDevice) -> None:
@@ -50,7 +53,9 @@ async def _recharges_behind_junk(device: HostileDevice) -> tuple[list[float], in
     started = time.monotonic()
     junk_count, real_count = 10_000, scaled(10, 20)
     users = await asyncio.gather(*(device.registered_user() for _ in range(real_count)))
-    junk = list(junk_requests(junk_count, machine=device.machine, amount=PRICE))
+    junk = list(
+        junk_requests(junk_count, machine=device.machine, amount=PRICE, namespace_id=device.namespace_id)
+    )
     kinds = Counter(kind for kind, _ in junk)
     events = [event for _, event in junk]
     published: dict[str, float] = {}
@@ -58,8 +63,9 @@ async def _recharges_behind_junk(device: HostileDevice) -> tuple[list[float], in
     async with Announcements(device.relay.url, device.machine) as announced:
         for i, user in enumerate(users):
             accepted += await flood_relay(device.relay.url, _slice(events, i, real_count))
-            await device.publish(device.request_event(user))
-            published[pubkey(user)] = time.monotonic()
+            event = device.request_event(user)
+            published[pubkey(user)] = time.monotonic()  # the clock runs from before the publish
+            await device.publish(event)
         await announced.wait_granted(list(published), within=30.0)
     latencies = [
         announced.granted_at[u] - t if u in announced.granted_at else math.inf for u, t in published.items()
@@ -93,21 +99,35 @@ async def _ledger_row(device: HostileDevice) -> str:
     started = time.monotonic()
     cheap_count, forged_count, chats = scaled(4_500, 75_000), scaled(1_500, 25_000), scaled(500, 10_000)
     quiet = [await _quiet(device)]  # after the previous row's junk
-    baseline = device.ledger_bytes()
+    baseline = device.ledger_in_use()
     cheap = [
-        e for _, e in junk_requests(cheap_count, machine=device.machine, amount=PRICE, kinds=CHEAP, seed=1)
+        e
+        for _, e in junk_requests(
+            cheap_count,
+            machine=device.machine,
+            amount=PRICE,
+            namespace_id=device.namespace_id,
+            kinds=CHEAP,
+            seed=1,
+        )
     ]
     await _flood(device, cheap)
     quiet.append(await _quiet(device))
-    after_cheap = device.ledger_bytes()
-    forged = [e for _, e in junk_requests(forged_count, machine=device.machine, amount=PRICE, kinds=FORGED)]
+    after_cheap = device.ledger_in_use()
+    forged = [
+        e
+        for _, e in junk_requests(
+            forged_count, machine=device.machine, amount=PRICE, namespace_id=device.namespace_id, kinds=FORGED
+        )
+    ]
     await _flood(device, forged)
     quiet.append(await _quiet(device))
-    after_forged = device.ledger_bytes()
-    honest = await device.funded_user()
+    after_forged = device.ledger_in_use()
+    honest = await asyncio.gather(*(device.funded_user() for _ in range(CHATTERS)))
     answers = await _chat_many(device, honest, chats)
     quiet.append(await _quiet(device))
-    after_chats = device.ledger_bytes()
+    after_chats = device.ledger_in_use()
+    files = device.ledger_files()
     per_cheap = max(0, after_cheap - baseline) / cheap_count
     per_forged = max(0, after_forged - after_cheap) / forged_count
     per_chat = max(0, after_chats - after_forged) / max(1, answers["200"])
@@ -119,7 +139,8 @@ async def _ledger_row(device: HostileDevice) -> str:
             f"{cheap_count} junk Requests failing the cheap checks ({', '.join(CHEAP)}), {forged_count} "
             f"with forged authorizations, {chats} chats ({_codes(answers)})",
             f"{_kib(baseline)} -> {_kib(after_cheap)} ({per_cheap:.0f} B each) -> {_kib(after_forged)} "
-            f"({per_forged:.0f} B each) -> {_kib(after_chats)} ({per_chat:.0f} B per chat)"
+            f"({per_forged:.0f} B each) -> {_kib(after_chats)} ({per_chat:.0f} B per chat) in use; "
+            f"files {_kib(files)} with the WAL"
             + (f"; not quiet within {QUIET_WITHIN:g} s after {', '.join(unsettled)}" if unsettled else ""),
             f"≤ {CHEAP_BYTES} B/cheap junk, ≤ {REFUSAL_BYTES} B/forged, ≤ {CHAT_BYTES} B/chat",
             per_cheap <= CHEAP_BYTES
@@ -141,19 +162,20 @@ def _kib(n: int) -> str:
     return f"{n / 1024:.0f} KiB"
 
 
-async def _chat_many(device: HostileDevice, user: object, count: int, concurrency: int = 4) -> Counter[str]:
-    token = device.token(user)  # type: ignore[arg-type]
+async def _chat_many(device: HostileDevice, users: list[Keypair], count: int) -> Counter[str]:
+    """``count`` one-token chats, one at a time per user, all users at once."""
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
     answers: Counter[str] = Counter()
     queue = iter(range(count))
 
-    async def worker() -> None:
+    async def worker(user: Keypair) -> None:
+        token = device.token(user)
         async with device.http(limit=1) as http:
             for _ in queue:
                 answer = await device.chat(http, token, body)
                 answers[answer.code or str(answer.status)] += 1
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker(user) for user in users))
     return answers
 
 
