@@ -1,7 +1,8 @@
 """The relay flooded with junk Requests: real recharges behind them, and what the junk costs on disk.
 
 Rows: ``recharge behind junk`` (goal: each real recharge's grant announced on the relay within 2 s,
-p99) and ``ledger bytes`` (goal: a Request failing the cheap checks leaves nothing on disk, a refused
+p99 -- a speed goal, shown in the table and enforced by benchmarks/hostile.py; asserted here: every one
+is announced) and ``ledger bytes`` (goal: a Request failing the cheap checks leaves nothing on disk, a refused
 forged one and a chat cost at most :data:`REFUSAL_BYTES` / :data:`CHAT_BYTES`; the figures are stated in
 the table; what retention prunes later is not visible within the run).
 """
@@ -74,10 +75,11 @@ async def _recharges_behind_junk(device: HostileDevice) -> tuple[list[float], in
 
 
 def _recharge_row(measured: tuple[list[float], int, int, Counter[str], float]) -> str:
+    """Every real recharge must be announced (within 30 s); the p99 goal is a speed goal (shown only)."""
     latencies, junk_count, accepted, kinds, seconds = measured
     p99 = percentile(latencies, 0.99)
     missing = sum(math.isinf(x) for x in latencies)
-    row = record(
+    record(
         Row(
             "recharge behind junk",
             f"{junk_count} junk Requests ({accepted} stored by the relay; "
@@ -88,16 +90,17 @@ def _recharge_row(measured: tuple[list[float], int, int, Counter[str], float]) -
             f"p99 ≤ {ANNOUNCE_P99:g} s",
             p99 <= ANNOUNCE_P99,
             seconds,
+            timing=True,
         )
     )
-    return "" if row.ok else f"{row.name}: {row.measured}"
+    return f"recharge behind junk: {missing} real recharge(s) never announced" if missing else ""
 
 
 async def _ledger_row(device: HostileDevice) -> str:
     """Junk that fails the cheap checks, then junk with forged authorizations, then chats: the ledger's
     bytes once the agent is quiet after each phase, per item."""
     started = time.monotonic()
-    cheap_count, forged_count, chats = scaled(4_500, 75_000), scaled(1_500, 25_000), scaled(500, 10_000)
+    cheap_count, forged_count, chats = scaled(3_000, 75_000), scaled(1_000, 25_000), scaled(300, 10_000)
     quiet = [await _quiet(device)]  # after the previous row's junk
     baseline = device.ledger_in_use()
     cheap = [
