@@ -39,8 +39,9 @@ subscription (``CLOSED``) is retried ever more slowly rather than in a tight loo
 Publishing
 ----------
 Only rows of the ledger outbox are published, by :class:`device.relay.outbox.OutboxPublisher`: by
-priority (grants and debits before refusals), then oldest first, up to ``publish_window`` in flight, the
-stored JSON (never re-signed), to every connected relay; the first ``OK`` acks the row.  Failures are
+priority (grants and debits before refusals, one at a time, in order), then oldest first (refusals up to
+``publish_window`` in flight), the stored JSON (never re-signed), to every connected relay; the first ``OK``
+acks the row.  Failures are
 retried with backoff; a refused row is parked so it cannot block the rest.
 
 Authentication (NIP-42)
@@ -61,6 +62,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
+import json
 import logging
 import time
 from collections import OrderedDict
@@ -70,7 +72,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Final
 
-import nostr_sdk
 from nostr_sdk import (
     ClientBuilder,
     ClientMessage,
@@ -89,6 +90,7 @@ from nostr_sdk import (
 )
 
 from device.ledger import Ledger
+from device.nostr_loop import restore_loop, use_loop
 from device.protocol import KIND, ProtocolError, read_routing
 from device.relay.backoff import Backoff
 from device.relay.catchup import Catchup, WireEvent
@@ -214,6 +216,7 @@ class RelayLink:
         self._drain_timeout = drain_timeout
         self._auth_keys = auth_keys  # nostr_sdk.Keys answering NIP-42 challenges, or None
         self._auth_sends: set[asyncio.Task[None]] = set()
+        self._previous_loop: Any = None  # nostr-sdk's callback loop before start(), put back by stop()
 
         self._state = LinkStatus.STOPPED
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -275,7 +278,7 @@ class RelayLink:
             clock=self._clock,
         )
 
-        self._client = ClientBuilder().verify_subscriptions(False).build()
+        self._client = ClientBuilder().verify_subscriptions(False).notification_channel_size(131072).build()
         self._stream = self._client.notifications()  # before connecting, so no message is missed
         # Reconnects are ours (own backoff, fresh `since`); the SDK pings so dead sockets surface.
         opts = RelayOptions().reconnect(False).ping(True)
@@ -300,7 +303,7 @@ class RelayLink:
         publish_builder = ClientBuilder()
         if self._auth_keys is not None:
             # nostr-sdk calls the authenticator back through Python: it needs the running loop.
-            nostr_sdk.uniffi_set_event_loop(self._loop)
+            self._previous_loop = use_loop(self._loop)
             publish_builder = publish_builder.authenticator(SignerAuthenticator(self._auth_keys))
         self._publish_client = publish_builder.build()
         del publish_builder
@@ -373,6 +376,9 @@ class RelayLink:
         del client
         gc.collect()
         await asyncio.sleep(0)
+        if self._auth_keys is not None:
+            restore_loop(self._previous_loop)
+            self._previous_loop = None
         if self._cursor is not None:
             self._cursor.clear()
         self._loop = None
@@ -600,7 +606,10 @@ class RelayLink:
             return
         if msg.is_event_msg():
             event = msg.event
-            wire = WireEvent(str(event.id().to_hex()), int(event.created_at().as_secs()), event)
+            # One call across the FFI for every field (each accessor is one, or two): under a flood of
+            # junk this is most of the link's cost per event, beside the signature check.
+            fields = json.loads(event.as_json())
+            wire = WireEvent(str(fields["id"]), int(fields["created_at"]), (event, fields))
             slot.queue.put_nowait(("event", msg.subscription_id, wire))
         elif msg.is_end_of_stored_events():
             fut = self._probes.get(msg.subscription_id)
@@ -760,9 +769,33 @@ class RelayLink:
             return
         await self._cursor.handled(token, incoming.created_at)
 
-    def _check(self, slot: _Slot, event: Any, event_id: str) -> IncomingEvent | None:
+    def _check(self, slot: _Slot, raw: Any, event_id: str) -> IncomingEvent | None:
+        event, fields = raw
+        kind, tags = fields.get("kind"), fields.get("tags")
         try:
-            valid = bool(event.verify())
+            if not isinstance(kind, int) or not isinstance(tags, list):
+                raise ProtocolError("kind or tags missing", code="invalid_tag")
+            tags = tuple(tuple(str(x) for x in tag) for tag in tags)
+            routing = read_routing(kind, tags)
+        except (ProtocolError, TypeError) as exc:
+            why = f"{getattr(exc, 'code', 'invalid_tag')}: {exc}"
+        else:
+            why = ""
+            if routing.session != self._session:
+                why = f"session {routing.session!r}"
+            elif routing.machine != self._machine:
+                why = f"machine {routing.machine}"
+        if why:  # routing first: it is cheap, and a foreign event is dropped whether it verifies or not
+            log.warning(
+                "dropped event %s from %s: not for us (%s)",
+                event_id,
+                slot.name,
+                why,
+                extra={"code": "relay_event_foreign"},
+            )
+            return None
+        try:
+            valid = bool(event.verify())  # id and signature, over the fields read above
         except Exception:
             valid = False
         if not valid:
@@ -773,34 +806,13 @@ class RelayLink:
                 extra={"code": "relay_event_invalid"},
             )
             return None
-        kind = int(event.kind().as_u16())
-        tags = tuple(tuple(str(x) for x in tag.to_vec()) for tag in event.tags())
-        try:
-            routing = read_routing(kind, tags)
-        except ProtocolError as exc:
-            why = f"{exc.code}: {exc.message}"
-        else:
-            why = ""
-            if routing.session != self._session:
-                why = f"session {routing.session!r}"
-            elif routing.machine != self._machine:
-                why = f"machine {routing.machine}"
-        if why:
-            log.warning(
-                "dropped event %s from %s: not for us (%s)",
-                event_id,
-                slot.name,
-                why,
-                extra={"code": "relay_event_foreign"},
-            )
-            return None
         return IncomingEvent(
             event_id=event_id,
-            author=str(event.author().to_hex()),
-            created_at=int(event.created_at().as_secs()),
+            author=str(fields["pubkey"]),
+            created_at=int(fields["created_at"]),
             kind=kind,
             tags=tags,
-            content=str(event.content()),
+            content=str(fields["content"]),
             relay_url=slot.name,
         )
 
@@ -810,12 +822,26 @@ class RelayLink:
         await self._publisher.run(self._ready)
 
     async def _send(self, event: Any) -> SendOutcome | None:
-        """Publish ``event`` to every connected relay and classify the answers (None: none connected)."""
+        """Publish ``event`` to every connected relay and classify the answers (None: none connected).
+
+        With ``auth_keys``, an ``auth-required:`` answer is tried once more at once: nostr-sdk has
+        authenticated the connection meanwhile (a publish racing the authentication can still get it).
+        """
         targets = [s for s in self._slots if s.live]
         if not targets or self._publish_client is None:
             return None
-        names = {str(s.url): s.name for s in targets}
         await asyncio.gather(*(self._publish_connection(s) for s in targets))
+        outcome = await self._send_once(event, targets)
+        if (
+            self._auth_keys is not None
+            and outcome.acked_by is None
+            and any(ok_prefix(message) == "auth-required" for _relay, message in outcome.refusals)
+        ):
+            outcome = await self._send_once(event, targets)
+        return outcome
+
+    async def _send_once(self, event: Any, targets: list[_Slot]) -> SendOutcome:
+        names = {str(s.url): s.name for s in targets}
         try:
             out = await self._publish_client.send_event(
                 event,

@@ -2,11 +2,13 @@
 
 Rows are taken by priority, then in stored order (:meth:`device.ledger.Ledger.pending_outbox`: grants and
 debits before refusals), and sent as the stored JSON: an event is never re-signed, so a retry can only
-ever publish the same id.  Up to ``window`` publishes are in flight at once, started in that order on the
-one publishing connection (so a relay receives them in order) while their ``OK`` answers are awaited
-together: a flood of replies costs one round trip per ``window`` events, not one each.  A relay that
-chains each author's events (the XePHY relay, ``prev_event_id``) and answers a race with ``OK false
-"error: …"`` gets that event again on the next pass.
+ever publish the same id.  ``NORMAL`` rows (a grant's ``Status{Working}``, ``Transaction``,
+``Status{Available}``; debits; telemetry) go out one at a time, in order, because readers such as the
+dApp take a grant's events in the order they arrive.  ``LOW`` rows (refusals, each a single event that
+stands alone) go out up to ``window`` at a time, their ``OK`` answers awaited together: a flood of
+refusals costs one round trip per ``window`` events, not one each, and never delays a grant stored after
+it.  A relay that chains each author's events (the XePHY relay, ``prev_event_id``) and answers a race with
+``OK false "error: …"`` gets that event again on the next pass.
 
 Per row:
 
@@ -30,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from device.ledger import Ledger, LedgerError, OutboxEvent
+from device.ledger import Ledger, LedgerError, OutboxEvent, OutboxPriority
 from device.nostr_events import parse_signed_event
 from device.relay.backoff import Backoff
 
@@ -41,7 +43,7 @@ REFUSED_PREFIXES: Final = frozenset({"invalid", "blocked", "pow", "restricted", 
 KNOWN_PREFIXES: Final = REFUSED_PREFIXES | {"duplicate", "rate-limited", "error"}
 """Machine-readable OK prefixes: a failure message with one of them came from the relay itself."""
 DEFAULT_WINDOW: Final = 8
-"""Publishes in flight at once."""
+"""``LOW`` (refusal) publishes in flight at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +140,8 @@ class OutboxPublisher:
             await wait_event(self._wake, delay)
 
     async def publish_pending(self) -> tuple[bool, float | None]:
-        """One pass over the due rows, in order, up to ``window`` of them in flight.
+        """One pass over the due rows, in order: ``NORMAL`` ones one at a time, ``LOW`` ones up to
+        ``window`` in flight.
 
         Returns (whether a failure stopped the pass, ``time.monotonic()`` of the next parked retry or None).
         """
@@ -148,7 +151,7 @@ class OutboxPublisher:
             del self._parked[gone]  # acked meanwhile
         slots = asyncio.Semaphore(self._window)
         blocked = False
-        in_flight: list[asyncio.Task[None]] = []
+        in_flight: set[asyncio.Task[None]] = set()
 
         async def publish(row: OutboxEvent) -> None:
             nonlocal blocked
@@ -163,15 +166,22 @@ class OutboxPublisher:
                 parked = self._parked.get(row.event_id)
                 if parked is not None and parked.retry_at > time.monotonic():
                     continue
+                if row.priority is OutboxPriority.NORMAL:
+                    await asyncio.gather(*in_flight)  # in practice none: NORMAL rows come first
+                    if blocked or await self._publish(row) == "blocked":
+                        blocked = True
+                        break
+                    continue
                 await slots.acquire()
                 if blocked:
                     slots.release()
                     break
-                in_flight.append(asyncio.create_task(publish(row)))
-                await asyncio.sleep(0)  # let it send before the next one starts: the relay sees them in order
+                task = asyncio.create_task(publish(row))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
             await asyncio.gather(*in_flight)
         finally:
-            for task in in_flight:
+            for task in list(in_flight):
                 task.cancel()
         next_due = min((p.retry_at for k, p in self._parked.items() if k in pending), default=None)
         return blocked, next_due

@@ -18,6 +18,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from nostr_sdk import (
     Event,
@@ -103,7 +104,9 @@ async def recharge(payload: str, target: RechargeTarget, *, wait_seconds: float)
                 raise RechargeFailed(
                     f"no relay accepted the request: {sent.failed}", code="relay_publish_failed"
                 )
-            return await asyncio.wait_for(_await_answer(stream, request_id, user), wait_seconds)
+            return await asyncio.wait_for(
+                _await_answer(stream, request_id, user, target.device_pubkey), wait_seconds
+            )
     except RelayUnreachable as exc:
         raise RechargeFailed(exc.message, code=exc.code) from exc
     except TimeoutError:
@@ -114,17 +117,23 @@ async def recharge(payload: str, target: RechargeTarget, *, wait_seconds: float)
         ) from None
 
 
-async def _await_answer(stream: object, request_id: str, user: str) -> RechargeResult:
+async def _await_answer(stream: object, request_id: str, user: str, device: str) -> RechargeResult:
+    """The grant for ``request_id``: its ``Status{Working}`` and a ``Transaction`` crediting ``user``, in
+    whatever order they arrive (a relay need not keep the device's publishing order)."""
     working = False
+    credit: RechargeResult | None = None
+    seen: set[str] = set()
     while True:
         notification = await stream.next()  # type: ignore[attr-defined]
         if notification is None:
             raise RechargeFailed("the relay connection closed before an answer", code="relay_unreachable")
-        if not notification.is_new_event():
+        event = _event_of(notification)
+        if event is None or event.author().to_hex() != device or not event.verify():
             continue
-        event: Event = notification.event
-        if not event.verify():
+        event_id = event.id().to_hex()
+        if event_id in seen:
             continue
+        seen.add(event_id)
         try:
             message = decode_message(event.content())
         except ProtocolError:
@@ -133,8 +142,24 @@ async def _await_answer(stream: object, request_id: str, user: str) -> RechargeR
             if message.reason is Reason.LockFailed:
                 raise _refusal(message)
             working = working or message.status is MachineStatus.Working
-        elif isinstance(message, Transaction) and working and message.user == user and message.tokens > 0:
-            return RechargeResult(request_id, message.tokens, event.id().to_hex())
+        elif isinstance(message, Transaction) and message.user == user and message.tokens > 0:
+            credit = credit or RechargeResult(request_id, message.tokens, event_id)
+        if working and credit is not None:
+            return credit
+
+
+def _event_of(notification: Any) -> Event | None:
+    """The event a notification carries: nostr-sdk's ``NEW_EVENT``, or the relay's raw ``EVENT`` message
+    (after a NIP-42 re-subscription nostr-sdk may hand an event over only as the raw message)."""
+    if notification.is_new_event():
+        event: Event = notification.event
+        return event
+    if notification.is_message():
+        message = notification.message.as_enum()
+        if message.is_event_msg():
+            raw: Event = message.event
+            return raw
+    return None
 
 
 def _refusal(status: Status) -> RechargeFailed:

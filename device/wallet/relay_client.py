@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-import nostr_sdk
 from nostr_sdk import (
     Client,
     ClientBuilder,
@@ -32,6 +31,7 @@ from nostr_sdk import (
 )
 
 from device.errors import DeviceError
+from device.nostr_loop import restore_loop, use_loop
 from device.protocol import KIND
 
 CONNECT_TIMEOUT = timedelta(seconds=5)
@@ -47,7 +47,7 @@ class RelayUnreachable(DeviceError):
 async def connected_client(relays: Sequence[str], *, auth_keys: Keys | None = None) -> AsyncIterator[Client]:
     """A client connected to ``relays`` (at least one of them) that answers NIP-42 challenges with
     ``auth_keys`` (default: a fresh throw-away key), shut down on exit."""
-    nostr_sdk.uniffi_set_event_loop(asyncio.get_running_loop())  # the authenticator calls back into Python
+    previous = use_loop(asyncio.get_running_loop())  # the authenticator calls back into Python
     builder = ClientBuilder().authenticator(SignerAuthenticator(auth_keys or Keys.generate()))
     client: Client = builder.build()
     del builder
@@ -63,6 +63,7 @@ async def connected_client(relays: Sequence[str], *, auth_keys: Keys | None = No
         del client
         gc.collect()
         await asyncio.sleep(0)
+        restore_loop(previous)
 
 
 def machine_filter(session: str, machine: str, authors: Sequence[str]) -> Filter:

@@ -174,7 +174,7 @@ async def test_with_one_publish_in_flight_a_transient_failure_keeps_order_until_
     assert "relay_publish_refused" in relay_log.codes()
 
 
-async def test_a_transient_failure_does_not_hold_back_the_events_in_flight_beside_it(
+async def test_a_transient_failure_does_not_hold_back_the_refusals_in_flight_beside_it(
     scripted_relay: ScriptedRelay, ledger: Ledger, machine: str
 ) -> None:
     head, *behind = _signed(machine, 3)
@@ -182,7 +182,7 @@ async def test_a_transient_failure_does_not_hold_back_the_events_in_flight_besid
         (False, "error: database busy") if e["id"] == head.event_id else (True, "")
     )
     for signed in (head, *behind):
-        ledger.enqueue(signed.outbox())
+        ledger.enqueue(signed.outbox(OutboxPriority.LOW))
     async with running_link([scripted_relay.url], ledger, machine, stuck_after=3) as t:
         t.link.notify_outbox()
         await wait_for(lambda: _pending(ledger) == [head.event_id], what="the events behind acked")
@@ -191,18 +191,24 @@ async def test_a_transient_failure_does_not_hold_back_the_events_in_flight_besid
     assert sent[:3] == [head.event_id, *(s.event_id for s in behind)]  # started in stored order
 
 
-async def test_several_publishes_are_in_flight_at_once(
+async def test_refusals_go_out_several_at_once_and_grants_one_at_a_time_in_order(
     scripted_relay: ScriptedRelay, ledger: Ledger, machine: str
 ) -> None:
     scripted_relay.ok_delay = 0.2
-    events = _signed(machine, 12)
-    for signed in events:
-        ledger.enqueue(signed.outbox())
+    refusals = _signed(machine, 12)
+    for signed in refusals:
+        ledger.enqueue(signed.outbox(OutboxPriority.LOW))
     async with running_link([scripted_relay.url], ledger, machine, publish_window=4) as t:
         t.link.notify_outbox()
         await wait_for(lambda: not _pending(ledger), what="all 12 acked")
-    assert scripted_relay.most_unanswered == 4
-    assert [e["id"] for e in scripted_relay.published] == [s.event_id for s in events]
+        assert scripted_relay.most_unanswered == 4
+        grant = _signed(machine, 3)
+        scripted_relay.most_unanswered = 0
+        ledger.grant("req-1", USER, 7, outbox=[s.outbox() for s in grant])
+        t.link.notify_outbox()
+        await wait_for(lambda: not _pending(ledger), what="the grant acked")
+    assert scripted_relay.most_unanswered == 1
+    assert [e["id"] for e in scripted_relay.published[-3:]] == [s.event_id for s in grant]
 
 
 async def test_grants_and_debits_go_out_before_refusals_stored_earlier(

@@ -83,6 +83,8 @@ RELAY_LOG_CODES = {
     "relay_publish_refused",
     "relay_outbox_invalid",
     "relay_bind_failed",
+    "relay_authenticated",
+    "relay_auth_refused",
 }
 
 
