@@ -334,8 +334,10 @@ class Ledger:
             raise _storage_error(exc) from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-            # Takes effect only on a file with no table yet; older ledgers are converted below.
-            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            # Takes effect only on a file with no table yet (older ledgers are converted below); setting it
+            # on an existing one is a write, which fails on a read-only ledger the agent must still open.
+            if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
             if str(mode).lower() != "wal":
                 raise LedgerError(f"{path}: journal_mode is {mode!r}, WAL is required")
