@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import hashlib
 import itertools
 import json
 import logging
@@ -36,18 +37,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import _table
-from nostr_sdk import Event, EventBuilder, Keys, Kind, Tag
-from recharge import (
-    PRICE,
-    Device,
-    one_recharge,
-    percentile,
-    start_device,
-)
+from nostr_sdk import Client, Event, EventBuilder, Keys, Kind, RelayUrl, Tag
+from recharge import PRICE, one_recharge, percentile, release_client, start_device
 from solders.keypair import Keypair
 
 from device.config import Config, LedgerConfig
@@ -118,12 +114,12 @@ def junk_events(machine: str, n: int) -> list[Event]:
     return events
 
 
-async def publish_all(device: Device, events: list[Event]) -> float:
-    """Publish ``events`` through the publisher client, ``PUBLISH_BATCH`` awaiting their OK at once;
+async def publish_all(attacker: Client, events: list[Event]) -> float:
+    """Publish ``events`` through the attacker's own client, ``PUBLISH_BATCH`` awaiting their OK at once;
     returns the seconds it took."""
     start = time.perf_counter()
     for i in range(0, len(events), PUBLISH_BATCH):
-        await asyncio.gather(*(device.publisher.send_event(e) for e in events[i : i + PUBLISH_BATCH]))
+        await asyncio.gather(*(attacker.send_event(e) for e in events[i : i + PUBLISH_BATCH]))
     return time.perf_counter() - start
 
 
@@ -139,13 +135,17 @@ async def measure_latency(junk: int, rounds: int, recharges: int) -> tuple[list[
         async with contextlib.AsyncExitStack() as stack:
             device = await start_device(stack, Path(tmp) / ".xephy-device", n_users, deposit)
             machine = device.target.machine_pubkey
+            attacker = Client()  # the flood comes over its own connection, as a stranger's would
+            stack.push_async_callback(release_client, attacker)
+            await attacker.add_relay(RelayUrl.parse(device.target.relays[0]))
+            await attacker.connect(timedelta(seconds=5))
             progress("warm-up: one recharge per user")
             await asyncio.gather(*(one_recharge(device, u) for u in device.users))
             for r in range(1, rounds + 1):
                 for user in device.users[:recharges]:
                     quiet.append(await one_recharge(device, user))
                 events = junk_events(machine, junk)
-                flooding = asyncio.create_task(publish_all(device, events))
+                flooding = asyncio.create_task(publish_all(attacker, events))
                 for user in device.users[recharges:]:
                     await asyncio.sleep(0.05)
                     flood.append(await one_recharge(device, user))
@@ -171,17 +171,24 @@ class Clock:
         return self.now
 
 
-def incoming(event: Event) -> IncomingEvent:
-    """``event`` as the relay link hands it over."""
-    return IncomingEvent(
-        event.id().to_hex(),
-        event.author().to_hex(),
-        event.created_at().as_secs(),
-        KIND,
-        tuple(tuple(t.to_vec()) for t in event.tags()),
-        event.content(),
-        "ws://relay.bench",
-    )
+def junk_incoming(machine: str, n: int, start: int) -> list[IncomingEvent]:
+    """``n`` junk events as the relay link hands them over (ids made up: ``handle`` does not verify
+    signatures -- the link did -- and signing 100,000 events would only time nostr-sdk)."""
+    contents = junk_contents(machine)
+    tags = (("s", DEFAULT_SESSION), ("p", machine))
+    now = int(time.time())
+    return [
+        IncomingEvent(
+            hashlib.sha256(f"junk {i}".encode()).hexdigest(),
+            hashlib.sha256(f"author {i // 50}".encode()).hexdigest(),
+            now,
+            KIND,
+            tags,
+            f"{next(contents)} {i}",
+            "ws://relay.bench",
+        )
+        for i in range(start, start + n)
+    ]
 
 
 async def measure_bytes(n_junk: int, n_chats: int) -> dict[str, int]:
@@ -203,8 +210,8 @@ async def measure_bytes(n_junk: int, n_chats: int) -> dict[str, int]:
             )
             with logging_quiet():
                 for start in range(0, n_junk, 10_000):
-                    for event in junk_events(machine, min(10_000, n_junk - start)):
-                        await processor.handle(incoming(event))
+                    for event in junk_incoming(machine, min(10_000, n_junk - start), start):
+                        await processor.handle(event)
                     progress(f"junk handed over: {min(start + 10_000, n_junk)}")
             await processor.aclose()
             await settlement.close()

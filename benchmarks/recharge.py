@@ -105,8 +105,9 @@ NOTE = (
     "device's `Transaction`; the dApp's signing happens before the clock starts.  It holds two relay legs "
     "(Request in, replies out), each one publish → receive like the baseline, so the overhead row subtracts "
     "the relay p50 twice plus a bare `prepare_pay` + `submit` (own client, no relay, no ledger).  What "
-    "remains is the device: link delivery, checks, ledger writes (fsync), the outbox publisher (one event "
-    "at a time, each awaiting the relay's OK), and waiting for them under load.  The in-path rows time the "
+    "remains is the device: link delivery, checks, ledger writes (fsync), the outbox publisher (a grant's "
+    "events one at a time, each awaiting the relay's OK), and waiting for them under load.  The in-path rows "
+    "time the "
     "same calls inside the running device; ledger time is worker-thread wall time (lock wait included, "
     "thread-pool queueing not)."
 )
@@ -352,6 +353,7 @@ async def start_device(
         session=config.nostr.session,
         machine_pubkey=machine,
         on_event=processor.handle,
+        screen=processor.screen,
         overlap_seconds=config.nostr.overlap_seconds,
     )
     links.append(link)

@@ -177,6 +177,7 @@ class Agent:
                 session=self.plan.session,
                 machine_pubkey=self.plan.machine_pubkey,
                 on_event=processor.handle,
+                screen=processor.screen,
                 on_state=self._on_link_state,
                 overlap_seconds=self.config.nostr.overlap_seconds,
                 auth_keys=self.keys.nostr,

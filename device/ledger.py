@@ -839,7 +839,8 @@ class Ledger:
             try:
                 (free,) = conn.execute("PRAGMA freelist_count").fetchone()
                 if free:
-                    conn.execute("PRAGMA incremental_vacuum").fetchall()
+                    # executescript steps the pragma to the end: execute() frees one page per step only
+                    conn.executescript("PRAGMA incremental_vacuum;")
                     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             except sqlite3.Error as exc:
                 raise _storage_error(exc) from exc

@@ -195,6 +195,23 @@ class RechargeProcessor:
                 self._deferred[event.event_id] = event
                 self._schedule_retry()
 
+    def screen(self, event: IncomingEvent) -> bool:
+        """The cheap checks alone, for the relay link to run before it checks the event's signature:
+        False (the drop logged here) when :meth:`handle` would drop the event anyway, so junk costs
+        neither a signature check nor a trip through the link's delivery.  Never raises."""
+        try:
+            message = decode_message(event.content)
+        except ProtocolError as exc:
+            if event.author == self._self:
+                return True  # handle() logs our own unreadable event
+            self._drops.drop(event.event_id, exc.code, exc.message)
+            return False
+        except Exception:
+            return True  # handle() reports it
+        if not isinstance(message, Request):
+            return True
+        return self._cheap_checks(event.event_id, event.author, message) is not None
+
     async def resume_unfinished(self) -> None:
         """Resume every ``pending``/``submitted`` recharge (call at start, before the relay link runs).
 

@@ -11,8 +11,9 @@ events published while the device was down or disconnected are still delivered.
   brings older events, because relays cap how many a REQ returns) are collected until EOSE and
   delivered oldest first; after that, live events are delivered in arrival order.  Each relay has its
   own worker, so one relay's events are handed over one at a time; relays run side by side.
-* Every event is checked — id and signature (``Event.verify``), then kind, ``s`` and ``p`` with
-  :func:`device.protocol.read_routing` against our session and machine — before ``on_event``.
+* Every event is checked — kind, ``s`` and ``p`` with :func:`device.protocol.read_routing` against our
+  session and machine, then the consumer's optional ``screen`` (its cheap checks: junk is dropped
+  before the costlier signature check), then id and signature (``Event.verify``) — before ``on_event``.
 * Repeats (several relays, re-subscriptions) are dropped by event id with a bounded in-memory set.
   The durable dedupe is the consumer's: this link never calls ``ledger.remember_event``.
 * The device's own ``Status``/``Transaction`` events carry the same ``s``/``p`` tags, so they come
@@ -160,6 +161,7 @@ class _Slot:
     auth_event_id: str | None = None
     authenticated: asyncio.Event = field(default_factory=asyncio.Event)
     resubscribing: asyncio.Task[None] | None = None
+    heard_at: float = 0.0  # time.monotonic() of the last message from the relay
 
 
 class RelayLink:
@@ -189,6 +191,7 @@ class RelayLink:
         drain_timeout: float = 5.0,
         auth_keys: Any = None,
         publish_window: int = DEFAULT_WINDOW,
+        screen: Callable[[IncomingEvent], bool] | None = None,
     ) -> None:
         names = list(dict.fromkeys(u.strip() for u in urls))
         if not names:
@@ -215,6 +218,7 @@ class RelayLink:
         self._seen_capacity = max(1, seen_capacity)
         self._drain_timeout = drain_timeout
         self._auth_keys = auth_keys  # nostr_sdk.Keys answering NIP-42 challenges, or None
+        self._screen = screen  # the consumer's cheap checks, before the signature check (False: drop)
         self._auth_sends: set[asyncio.Task[None]] = set()
         self._previous_loop: Any = None  # nostr-sdk's callback loop before start(), put back by stop()
 
@@ -552,8 +556,11 @@ class RelayLink:
                 slot.failures = 0  # proven healthy: its next drop retries from the shortest delay
 
     async def _round_trip(self, slot: _Slot) -> str | None:
-        """None if the relay answered a REQ with EOSE in time, else why not."""
+        """None if the relay answered a REQ with EOSE in time -- or kept sending us anything meanwhile
+        (under a flood the EOSE queues behind the events; a socket that delivers is not half-open) --
+        else why not."""
         assert self._loop is not None
+        sent_at = time.monotonic()
         probe_id = f"probe-{next(self._ids)}"
         fut: asyncio.Future[str | None] = self._loop.create_future()
         self._probes[probe_id] = fut
@@ -563,6 +570,8 @@ class RelayLink:
             )
             answer = await asyncio.wait_for(fut, self._probe_timeout)
         except TimeoutError:
+            if slot.heard_at > sent_at:
+                return None
             return f"no answer to a probe within {self._probe_timeout:g} s"
         except asyncio.CancelledError:
             raise
@@ -604,6 +613,7 @@ class RelayLink:
         slot = self._by_url.get(str(relay_url))
         if slot is None:
             return
+        slot.heard_at = time.monotonic()
         if msg.is_event_msg():
             event = msg.event
             # One call across the FFI for every field (each accessor is one, or two): under a flood of
@@ -774,11 +784,11 @@ class RelayLink:
         kind, tags = fields.get("kind"), fields.get("tags")
         try:
             if not isinstance(kind, int) or not isinstance(tags, list):
-                raise ProtocolError("kind or tags missing", code="invalid_tag")
+                raise TypeError("kind or tags missing")
             tags = tuple(tuple(str(x) for x in tag) for tag in tags)
             routing = read_routing(kind, tags)
         except (ProtocolError, TypeError) as exc:
-            why = f"{getattr(exc, 'code', 'invalid_tag')}: {exc}"
+            why = f"{exc.code}: {exc.message}" if isinstance(exc, ProtocolError) else str(exc)
         else:
             why = ""
             if routing.session != self._session:
@@ -794,6 +804,17 @@ class RelayLink:
                 extra={"code": "relay_event_foreign"},
             )
             return None
+        incoming = IncomingEvent(
+            event_id=event_id,
+            author=str(fields["pubkey"]),
+            created_at=int(fields["created_at"]),
+            kind=kind,
+            tags=tags,
+            content=str(fields["content"]),
+            relay_url=slot.name,
+        )
+        if self._screen is not None and not self._screen(incoming):
+            return None  # junk: the consumer logged it
         try:
             valid = bool(event.verify())  # id and signature, over the fields read above
         except Exception:
@@ -806,15 +827,7 @@ class RelayLink:
                 extra={"code": "relay_event_invalid"},
             )
             return None
-        return IncomingEvent(
-            event_id=event_id,
-            author=str(fields["pubkey"]),
-            created_at=int(fields["created_at"]),
-            kind=kind,
-            tags=tags,
-            content=str(fields["content"]),
-            relay_url=slot.name,
-        )
+        return incoming
 
     # --------------------------------------------------------------------------------- publisher
     async def _publish(self) -> None:

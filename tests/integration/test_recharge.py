@@ -239,6 +239,21 @@ async def test_a_request_not_readable_or_not_for_this_device_is_dropped(
     assert code in dropped(rig, event, caplog)
 
 
+async def test_the_screen_says_which_events_handle_would_drop(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    proc = rig.processor()
+    junk = rig.event("not json")
+    stranger_reset = rig.request(to_status=MachineStatus.Available, reason=Reason.Reset)
+    real = rig.request()
+    refusable = rig.request(rig.payload(rig.authorize(deadline=rig.now - 10)))
+
+    verdicts = [proc.screen(e) for e in (junk, stranger_reset, real, refusable)]
+
+    assert verdicts == [False, False, True, True]
+    assert {"malformed_json", "unauthorized"} <= set(dropped(rig, junk, caplog))
+
+
 async def test_a_flood_of_drops_is_logged_once_a_minute_per_code(
     rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -128,6 +128,26 @@ async def test_a_misbehaving_relay_cannot_push_forged_or_foreign_events(
         assert relay_log.codes().count("relay_event_foreign") == 5
 
 
+async def test_the_consumers_screen_drops_junk_before_delivery(
+    scripted_relay: ScriptedRelay, ledger: Ledger, machine: str
+) -> None:
+    user = Keys.generate()
+    junk = make_event(user, machine=machine, content="junk")
+    good = make_event(user, machine=machine, content="good")
+    scripted_relay.stored = [json.loads(junk.as_json()), json.loads(good.as_json())]
+    screened: list[str] = []
+
+    def screen(event: IncomingEvent) -> bool:
+        screened.append(event.content)
+        return event.content != "junk"
+
+    async with running_link([scripted_relay.url], ledger, machine, screen=screen) as t:
+        await t.wait_events(1)
+        await asyncio.sleep(0.3)
+        assert t.consumer.ids == [event_id(good)]
+    assert sorted(screened) == ["good", "junk"]
+
+
 # ------------------------------------------------------------------------------------------ catch-up
 async def test_events_published_while_stopped_are_delivered_oldest_first(
     embedded_relay: str, ledger: Ledger, machine: str

@@ -119,6 +119,24 @@ def test_the_file_stops_growing_once_old_rows_are_pruned(ledger: Ledger, clock: 
 
 
 # ------------------------------------------------------------------------------------ incremental vacuum
+def test_a_prune_gives_the_freed_pages_back_to_the_file_system(ledger: Ledger, clock: Clock) -> None:
+    for i in range(200):
+        reply = event(f"reply-{i}", size=4_000)
+        refuse(ledger, f"req-{i}", reply=reply)
+        ledger.mark_acked(reply.event_id, "ws://relay")
+    ledger.vacuum()  # checkpoint: the rows are in the database file now
+    full = ledger.file_bytes()
+    clock.now += 2 * DAY
+
+    report = ledger.prune(int(clock.now) - DAY)
+
+    assert report.pages_freed > 100
+    assert ledger.file_bytes() < full / 4
+    conn = ledger._conn
+    assert conn is not None
+    assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
+
+
 def test_a_new_ledger_uses_incremental_vacuum(ledger: Ledger) -> None:
     conn = ledger._conn
     assert conn is not None
