@@ -373,12 +373,7 @@ class ChainClient:
         ) as exc:
             raise error_from_rpc_exception(exc, what) from exc
         except BaseException as exc:
-            # solders' Rust parser panics (pyo3 PanicException, a BaseException) on some malformed
-            # replies, e.g. a -32002 error without "data": an unreadable answer, not a crash.
-            if type(exc).__name__ != "PanicException":
-                raise
-            message = f"{what}: malformed RPC response (parser panic)"
-            raise SettlementError(message, code="rpc_error") from exc
+            raise _parser_panic(exc, what) from exc
 
     async def _accounts(self, keys: Sequence[Pubkey]) -> list[Account | None]:
         resp = await self._call("getMultipleAccounts", self._rpc.get_multiple_accounts(list(keys)))
@@ -505,7 +500,10 @@ class ChainClient:
     async def latest_blockhash(self) -> tuple[Hash, int]:
         """(blockhash, last valid block height) at ``confirmed`` or stronger."""
         resp = await self._call("getLatestBlockhash", self._rpc.get_latest_blockhash(self._expiry_commitment))
-        return resp.value.blockhash, int(resp.value.last_valid_block_height)
+        try:  # solders decodes the blockhash only now: one of the wrong size panics here
+            return resp.value.blockhash, int(resp.value.last_valid_block_height)
+        except BaseException as exc:
+            raise _parser_panic(exc, "getLatestBlockhash") from exc
 
     async def block_height(self) -> int:
         """The block height at ``confirmed`` or stronger (what blockhash expiry is judged by)."""
@@ -817,3 +815,12 @@ class SettlementClient(ChainClient):
             now=now,
             legacy=self.legacy_transactions,
         )
+
+
+def _parser_panic(exc: BaseException, what: str) -> SettlementError:
+    """solders' Rust parser panics (pyo3 ``PanicException``, a BaseException) on some malformed replies,
+    e.g. a -32002 error without "data" or a blockhash of the wrong size: an unreadable answer
+    (``rpc_error``), not a crash.  Anything else is re-raised."""
+    if type(exc).__name__ != "PanicException":
+        raise exc
+    return SettlementError(f"{what}: malformed RPC response (parser panic)", code="rpc_error")

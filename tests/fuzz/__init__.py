@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,18 +16,48 @@ from hypothesis import HealthCheck, settings
 
 from tests.fixtures.error_codes import documented_codes
 
-#: ``XEPHY_FUZZ_LONG=1``: every target runs ``LONG_FACTOR`` times the default examples (at least
-#: ``LONG_MIN``), i.e. tens of thousands for the cheap in-process targets.
+#: ``XEPHY_FUZZ_LONG=1``: the long mode (a factor of 100 unless ``XEPHY_FUZZ_FACTOR`` says otherwise, and
+#: at least ``LONG_MIN`` examples per target), i.e. tens of thousands for the cheap in-process targets.
 LONG = os.environ.get("XEPHY_FUZZ_LONG", "") not in ("", "0", "false", "no")
-LONG_FACTOR = int(os.environ.get("XEPHY_FUZZ_FACTOR", "100"))
 LONG_MIN = 2_000
 
 
-def fuzz_settings(default_examples: int, *, long_examples: int | None = None) -> settings:
-    """Settings for one fuzz target: ``default_examples`` under ``make test``, many more when LONG."""
-    examples = default_examples
+def depth_factor(environ: Mapping[str, str] = os.environ) -> float:
+    """``XEPHY_FUZZ_FACTOR`` (any positive number; 1 by default, 100 in long mode): every target runs
+    this many times its default examples (``make fuzz-deep`` sets it)."""
+    raw = environ.get("XEPHY_FUZZ_FACTOR", "")
+    if not raw:
+        return 100.0 if LONG else 1.0
+    factor = float(raw)
+    if not factor > 0:
+        raise ValueError(f"XEPHY_FUZZ_FACTOR must be a positive number, not {raw!r}")
+    return factor
+
+
+FACTOR = depth_factor()
+
+
+def mode_name() -> str:
+    """``default``, ``long`` or ``xN`` -- the summary table's title."""
     if LONG:
-        examples = long_examples or max(LONG_MIN, default_examples * LONG_FACTOR)
+        return "long"
+    return "default" if FACTOR == 1 else f"x{FACTOR:g}"
+
+
+def examples_for(default_examples: int, long_examples: int | None = None, *, factor: float = FACTOR) -> int:
+    """How many examples a target runs: ``factor`` times its default, capped at ``long_examples`` (the
+    costly targets' limit) once scaled up, and at least :data:`LONG_MIN` in long mode."""
+    examples = max(1, round(default_examples * factor))
+    if factor > 1 and long_examples is not None:
+        examples = min(examples, long_examples)
+    if LONG:
+        examples = max(examples, min(LONG_MIN, long_examples or LONG_MIN))
+    return examples
+
+
+def fuzz_settings(default_examples: int, *, long_examples: int | None = None) -> settings:
+    """Settings for one fuzz target: ``default_examples`` under ``make test``, scaled by :data:`FACTOR`."""
+    examples = examples_for(default_examples, long_examples)
     return settings(
         max_examples=examples,
         deadline=None,
@@ -84,6 +115,31 @@ class Tally:
         target = self[name]
         target.unexpected += 1
         target.first_problem = target.first_problem or f"unexpected: {what!r}"[:200]
+
+    def to_json(self) -> dict[str, Any]:
+        """The counters as plain JSON (``make fuzz-deep`` adds up its shards' files)."""
+        return {
+            name: {
+                "tried": t.tried,
+                "accepted": t.accepted,
+                "crashes": t.crashes,
+                "unexpected": t.unexpected,
+                "refusals": dict(t.refusals),
+                "first_problem": t.first_problem,
+            }
+            for name, t in self.targets.items()
+        }
+
+    def add_json(self, data: dict[str, Any]) -> None:
+        """Add the counters of :meth:`to_json` output to these."""
+        for name, counts in data.items():
+            target = self[name]
+            target.tried += int(counts["tried"])
+            target.accepted += int(counts["accepted"])
+            target.crashes += int(counts["crashes"])
+            target.unexpected += int(counts["unexpected"])
+            target.refusals.update({str(code): int(n) for code, n in counts["refusals"].items()})
+            target.first_problem = target.first_problem or counts.get("first_problem")
 
 
 TALLY = Tally()

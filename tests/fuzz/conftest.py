@@ -1,29 +1,27 @@
-"""Fuzz suite session hooks: the per-target summary table (see README.md)."""
+"""Fuzz suite session hooks: the per-target summary table (see README.md).
+
+With ``XEPHY_FUZZ_TALLY=PATH`` the session's counters are also written to PATH as JSON
+(``make fuzz-deep`` adds its shards' files up with ``python -m tests.fuzz.summary``).
+"""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import pytest
 
-from tests.fuzz import LONG, TALLY
+from tests.fuzz import TALLY, mode_name
+from tests.fuzz.summary import table_lines
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not TALLY.targets:
         return
-    tr = terminalreporter
-    tr.section(f"fuzz summary ({'long' if LONG else 'default'} mode)")
-    width = max(len(name) for name in TALLY.targets)
-    header = f"{'target':<{width}}  {'tried':>8}  {'accepted':>8}  {'crashes':>7}  {'unexpected':>10}"
-    tr.write_line(f"{header}  refusals by code")
-    totals = [0, 0, 0, 0]
-    for name in sorted(TALLY.targets):
-        t = TALLY.targets[name]
-        refusals = ", ".join(f"{code}={n}" for code, n in t.refusals.most_common()) or "-"
-        tr.write_line(
-            f"{name:<{width}}  {t.tried:>8}  {t.accepted:>8}  {t.crashes:>7}  {t.unexpected:>10}  {refusals}"
-        )
-        for i, n in enumerate((t.tried, t.accepted, t.crashes, t.unexpected)):
-            totals[i] += n
-        if t.first_problem:
-            tr.write_line(f"{'':<{width}}  first problem: {t.first_problem}")
-    tr.write_line(f"{'TOTAL':<{width}}  {totals[0]:>8}  {totals[1]:>8}  {totals[2]:>7}  {totals[3]:>10}")
+    terminalreporter.section(f"fuzz summary ({mode_name()} mode)")
+    for line in table_lines(TALLY):
+        terminalreporter.write_line(line)
+    out = os.environ.get("XEPHY_FUZZ_TALLY")
+    if out:
+        Path(out).write_text(json.dumps(TALLY.to_json(), indent=1))

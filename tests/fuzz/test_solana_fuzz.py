@@ -172,6 +172,23 @@ PREFLIGHT_WITHOUT_DATA = fs.RpcReply("error", {"code": -32002, "message": "Trans
 @example("submit", _script(sendTransaction=PREFLIGHT_WITHOUT_DATA))
 # solders returned the bare int 5 for an error with an unknown code; `.value` raised AttributeError (fixed):
 @example("resume", _script(getSignatureStatuses=fs.RpcReply("error", {"code": 5, "message": "x"})))
+# the deep run (x25): a blockhash of the wrong size made solders panic when read (fixed):
+@example(
+    "latest_blockhash",
+    _script(
+        getLatestBlockhash=fs.RpcReply(
+            "result", {"context": {"slot": 1}, "value": {"blockhash": "1111", "lastValidBlockHeight": 1}}
+        )
+    ),
+)
+@example(
+    "prepare_pay",
+    _script(
+        getLatestBlockhash=fs.RpcReply(
+            "result", {"context": {"slot": 1}, "value": {"blockhash": "1111", "lastValidBlockHeight": 1}}
+        )
+    ),
+)
 # an empty account list raised "not enough values to unpack" (fixed):
 @example("balance", _script(getMultipleAccounts=NO_ACCOUNTS))
 @example("check_bot", _script(getMultipleAccounts=NO_ACCOUNTS))

@@ -1,0 +1,65 @@
+"""Fixtures of the hostile-load suite: one chain subprocess per session, devices built per test, and the
+summary table at the end of the session."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import nostr_sdk
+import pytest
+from _pytest.terminal import TerminalReporter
+
+from tests.faults.harness import LocalnetProcess
+from tests.hostile.harness import HostileDevice, table_lines
+
+MakeDevice = Callable[..., Awaitable[HostileDevice]]
+
+
+@pytest.fixture(scope="session")
+def hostile_localnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalnetProcess]:
+    """The chain stand-in as a subprocess, shared by every scenario (one namespace per device)."""
+    base = tmp_path_factory.mktemp("hostile-localnet")
+    chain = LocalnetProcess(base / "localnet.json", base)
+    chain.start()
+    try:
+        yield chain
+    finally:
+        chain.stop()
+
+
+@pytest.fixture
+async def make_device(
+    tmp_path: Path, hostile_localnet: LocalnetProcess, tiny_model: Path
+) -> AsyncIterator[MakeDevice]:
+    """``await make_device(nip42=None, chat={...})``: a device with its agent running; closed at the end."""
+    devices: list[HostileDevice] = []
+    # nostr-sdk keeps ONE event loop for its callbacks once anyone set it (the wallet's NIP-42 client
+    # does): point it at this test's loop, or its futures land on a closed one.
+    nostr_sdk.uniffi_set_event_loop(asyncio.get_running_loop())
+
+    async def make(**options: Any) -> HostileDevice:
+        device = await HostileDevice.create(
+            tmp_path / f"device{len(devices)}", hostile_localnet, model=tiny_model, **options
+        )
+        devices.append(device)
+        await device.start()
+        return device
+
+    try:
+        yield make
+    finally:
+        for device in devices:
+            await device.close()
+
+
+def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
+    """Print the hostile-load table: each attack, what the honest side got, the goal, met or not."""
+    lines = table_lines()
+    if not lines:
+        return
+    terminalreporter.write_sep("=", "hostile load summary")
+    for line in lines:
+        terminalreporter.write_line(line)
