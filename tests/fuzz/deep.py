@@ -31,8 +31,9 @@ SHARDS = (
 )
 
 
-def run_shards(factor: float, out: Path) -> tuple[list[int], Tally]:
-    """Run every shard at ``factor`` at once; their exit codes and summed counters."""
+def run_shards(factor: float, out: Path, seed: int | None = None) -> tuple[list[int], Tally]:
+    """Run every shard at ``factor`` at once (with Hypothesis seed ``seed``, else a random one); their exit
+    codes and summed counters."""
     procs = []
     for i, modules in enumerate(SHARDS):
         log = (out / f"shard-{i}.log").open("wb")
@@ -50,6 +51,7 @@ def run_shards(factor: float, out: Path) -> tuple[list[int], Tally]:
             "-p",
             "no:cacheprovider",
             *(str(HERE / m) for m in modules),
+            *(() if seed is None else (f"--hypothesis-seed={seed}",)),
         ]
         procs.append((subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log))
     codes = []
@@ -69,11 +71,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.fuzz.deep", description=__doc__.splitlines()[0])
     ap.add_argument("--factor", type=float, default=20.0, help="times each target's default examples")
     ap.add_argument("--min-inputs", type=int, default=100_000, help="fail below this many inputs in total")
+    ap.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="Hypothesis seed: the same inputs on every run of the same code (default: random)",
+    )
     args = ap.parse_args(argv)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="xephy-fuzz-deep-") as tmp:
         out = Path(tmp)
-        codes, tally = run_shards(args.factor, out)
+        codes, tally = run_shards(args.factor, out, args.seed)
         for i, code in enumerate(codes):
             if code != 0:
                 print(f"======== shard {i} ({', '.join(SHARDS[i])}) failed, exit {code} ========")
