@@ -85,6 +85,7 @@ RELAY_LOG_CODES = {
     "relay_bind_failed",
     "relay_authenticated",
     "relay_auth_refused",
+    "relay_store_failed",
 }
 
 
