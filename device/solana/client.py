@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
@@ -280,6 +280,21 @@ def _operator_what(program: ProgramRef, namespace_id: int) -> str:
 # Clients
 
 
+def _read(what: str, read: Callable[[], T]) -> T:
+    """Fields of a parsed reply, read by ``read``: solders decodes some lazily, so a malformed value (a
+    blockhash of the wrong size) raises -- or panics, a pyo3 ``PanicException`` -- only on access."""
+    try:
+        return read()
+    except (ValueError, TypeError) as exc:
+        raise SettlementError(
+            f"{what}: malformed RPC response ({type(exc).__name__})", code="rpc_error"
+        ) from exc
+    except BaseException as exc:
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise SettlementError(f"{what}: malformed RPC response (parser panic)", code="rpc_error") from exc
+
+
 class ChainClient:
     """Reads and transactions of one ``balance-payment`` deployment over JSON-RPC.
 
@@ -497,7 +512,9 @@ class ChainClient:
     async def latest_blockhash(self) -> tuple[Hash, int]:
         """(blockhash, last valid block height) at ``confirmed`` or stronger."""
         resp = await self._call("getLatestBlockhash", self._rpc.get_latest_blockhash(self._expiry_commitment))
-        return resp.value.blockhash, int(resp.value.last_valid_block_height)
+        return _read(
+            "getLatestBlockhash", lambda: (resp.value.blockhash, int(resp.value.last_valid_block_height))
+        )
 
     async def block_height(self) -> int:
         """The block height at ``confirmed`` or stronger (what blockhash expiry is judged by)."""
