@@ -40,7 +40,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
@@ -68,10 +68,11 @@ from device.keys import create_keypair_file, load_keypair
 from device.solana import program as prog
 from device.solana.client import ChainClient, TxOutcome, UserBalance
 from device.solana.program import ProgramVersion
-from device.wallet.recharge import RechargeTarget, describe, recharge
 from device.wallet.signing import AUTHORIZATION_VALIDITY_SECONDS, sign_payload
 from device.wallet.solana_cli import format_sol, read_cli_config, user_keypair_path
-from device.wallet.transaction_feed import fetch_transactions, token_total
+
+if TYPE_CHECKING:
+    from device.wallet.recharge import RechargeTarget
 
 #: The fee of a one-signature transaction at the default fee rate.
 SIGNATURE_FEE_LAMPORTS: Final = 5000
@@ -300,6 +301,8 @@ async def _device_tokens(args: argparse.Namespace, config: Config, user: Pubkey)
     """The user's token balance as the device's Transaction events say (None and why, if unknown)."""
     try:
         target = _recharge_target(args, config)
+        from device.wallet.transaction_feed import fetch_transactions, token_total  # Nostr: only now
+
         records = await fetch_transactions(
             target.relays,
             authors=[target.device_pubkey, *config.nostr.trusted_authors],
@@ -412,11 +415,15 @@ def _recharge_target(args: argparse.Namespace, config: Config) -> RechargeTarget
         relays = relays or endpoints.relays
         machine = machine or endpoints.machine_pubkey
         device = device or endpoints.device_pubkey
+    from device.wallet.recharge import RechargeTarget  # Nostr: only once there is somewhere to ask
+
     return RechargeTarget(relays, config.nostr.session, machine, device or machine)
 
 
 def cmd_user_recharge(args: argparse.Namespace, config: Config) -> int:
     """Sign a bound authorization, publish the Request, wait for the grant."""
+    from device.wallet.recharge import describe, recharge
+
     keypair = _user_keypair(args)
     target = _recharge_target(args, config)
     amount = config.pricing.recharge_lamports if args.amount is None else _amount(args, "--amount")
