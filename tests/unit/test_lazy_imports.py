@@ -55,6 +55,7 @@ async def test_user_balance_reads_the_chain_without_the_solana_py_stack(
     loaded = await asyncio.to_thread(modules_loaded_by, code, cwd=tmp_path)
     assert loaded_from(loaded, [*HEAVY, *CHAIN_CLIENT_STACK]) == set()
     assert "device.solana.client" in loaded  # it did read the chain
+    assert loaded_from(loaded, ["nostr_sdk", "device.ledger"]) == set()  # no device known: no relay to ask
 
 
 def test_the_agent_loads_the_chain_stand_in_only_for_an_embedded_rpc() -> None:
