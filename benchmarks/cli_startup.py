@@ -6,9 +6,9 @@ Figures (median wall time over ``--runs`` fresh processes each, from spawn to ex
 
 * ``xephy-device --help``: the root parser alone (no command module is imported);
 * ``xephy-device user balance``: one user command end to end -- keypair, the chain client, one RPC
-  read (``getMultipleAccounts``) -- against the loopback chain stand-in (``xephy-device localnet --port 0``, started once
-  before timing).  The device-side token balance is looked up too; with no running agent it is
-  reported unknown without a network round trip.
+  read (``getMultipleAccounts``) -- against the loopback chain stand-in (``xephy-device localnet
+  --port 0``, started once before timing).  The device-side token balance is looked up too; with no
+  running agent it is reported unknown without a network round trip (and without the Nostr library).
 
 Each figure is reported twice: wall time (the target's measure) and CPU time (user + system of the
 process), which a VM shared with other work inflates far less than wall time.

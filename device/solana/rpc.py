@@ -2,19 +2,20 @@
 
 :class:`SolanaRpc` is the narrow interface the client needs (ten calls).  Two implementations:
 
-- :class:`HttpRpc` (here): the standard library's :mod:`http.client` (in a worker thread, one connection
-  per request, no transport retries) with solders' own request bodies and response parsers -- the same
-  ``solders.rpc`` types solana-py sends and parses, without solana-py, httpx and pydantic (about 0.3 s of
-  imports on the development VM, more on a Pi).  The default for one-shot commands (``xephy-device user``).
+- :class:`HttpRpc` (here): the standard library's :mod:`urllib.request` in a worker thread (one
+  connection per request, no transport retries, ``HTTPS_PROXY``/``NO_PROXY`` honoured as httpx does) with
+  solders' own request bodies and response parsers -- the same ``solders.rpc`` types solana-py sends and
+  parses, without solana-py, httpx and pydantic (about 0.3 s of CPU on the development VM, more on a
+  Pi).  The default of :class:`~device.solana.client.ChainClient`, so of the user commands.
 - :class:`~device.solana.rpc_solana_py.SolanaPyRpc`: solana-py's ``AsyncClient`` (pooled HTTP/2
   connections) for the long-running agent.
 
 Every failure of the request itself is an :class:`RpcFailure`, transport-neutral, mapped to a settlement
 error by :func:`device.solana.errors.error_from_rpc_exception`; a JSON-RPC ``error`` object answering
 ``sendTransaction`` is a :class:`JsonRpcError` carrying it intact (:func:`~device.solana.errors.
-error_from_rpc_error` reads the preflight result from it).  Why not a library: the well-kept async HTTP
-clients (httpx, aiohttp) are the import cost this module avoids; the protocol work (bodies, parsing) is
-solders'.
+error_from_rpc_error` reads the preflight result from it).  Why not an HTTP library: the well-kept
+async ones (httpx, aiohttp) are the import cost this module avoids; the protocol work (bodies, parsing)
+is a library's -- solders'.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ import asyncio
 import base64
 import http.client
 import json
+import socket
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from typing import Final, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -173,7 +177,7 @@ class SolanaRpc(Protocol):
 
 
 class HttpRpc:
-    """:class:`SolanaRpc` over :mod:`http.client`: one POST per call, ``timeout`` seconds each, no retries."""
+    """:class:`SolanaRpc` over :mod:`urllib.request`: one POST per call, ``timeout`` s each, no retries."""
 
     failures: tuple[type[BaseException], ...] = ()
 
@@ -182,10 +186,6 @@ class HttpRpc:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) JSON-RPC URL: {url!r}")
         self.url = url
-        self._https = parts.scheme == "https"
-        self._host = parts.hostname
-        self._port = parts.port
-        self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self._commitment = COMMITMENT_LEVELS[commitment]
         self._timeout = timeout
 
@@ -267,27 +267,25 @@ class HttpRpc:
         return await asyncio.to_thread(self._post_blocking, content.encode())
 
     def _post_blocking(self, content: bytes) -> str:
-        kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-        conn = kind(self._host, self._port, timeout=self._timeout)
+        request = urllib.request.Request(
+            self.url, data=content, headers={"Content-Type": "application/json"}, method="POST"
+        )
         try:
-            try:
-                conn.connect()
-            except TimeoutError as exc:
-                raise RpcConnectError(f"connect timed out: {exc}") from exc
-            except OSError as exc:
-                raise RpcConnectError(f"{type(exc).__name__}: {exc}") from exc
-            try:
-                conn.request("POST", self._path, content, {"Content-Type": "application/json"})
-                response = conn.getresponse()
-                raw = response.read()
-            except TimeoutError as exc:
+            with urllib.request.urlopen(request, timeout=self._timeout) as response:
+                raw: bytes = response.read()
+        except urllib.error.HTTPError as exc:
+            raise RpcHttpStatus(exc.code) from exc
+        except urllib.error.URLError as exc:  # raised by the connection and the request alike
+            reason = exc.reason
+            if isinstance(reason, ConnectionRefusedError | socket.gaierror):  # never got to send it
+                raise RpcConnectError(f"{type(reason).__name__}: {reason}") from exc
+            if isinstance(reason, TimeoutError):
                 raise RpcTimeout("the RPC node did not answer in time") from exc
-            except (OSError, http.client.HTTPException) as exc:
-                raise RpcFailure(f"{type(exc).__name__}: {exc}") from exc
-        finally:
-            conn.close()
-        if response.status >= 400:
-            raise RpcHttpStatus(response.status)
+            raise RpcFailure(f"{type(reason).__name__}: {reason}") from exc
+        except TimeoutError as exc:
+            raise RpcTimeout("the RPC node did not answer in time") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise RpcFailure(f"{type(exc).__name__}: {exc}") from exc
         try:
             return raw.decode()
         except UnicodeDecodeError as exc:
