@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib.metadata
 import json
 import math
 import os
@@ -978,6 +977,8 @@ def resolve_model_path(cfg: LlmConfig) -> Path:
             key_path="llm.model_path",
             code="model_not_found",
         )
+    import importlib.metadata  # here: 0.05-0.1 s that only the model's lookup needs, not every command
+
     try:
         located = importlib.metadata.distribution(SMOLLM2_DISTRIBUTION).locate_file(SMOLLM2_FILE)
     except importlib.metadata.PackageNotFoundError:

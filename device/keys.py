@@ -24,12 +24,15 @@ import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from nostr_sdk import Keys
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from device.errors import DeviceError
+
+if TYPE_CHECKING:
+    from nostr_sdk import Keys
 
 NOSTR_KEY_FILE = "nostr.key"
 BOT_KEYPAIR_FILE = "solana-bot.json"
@@ -96,6 +99,8 @@ class KeyStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         created: list[Path] = []
         if not self.nostr_path.exists():
+            from nostr_sdk import Keys
+
             write_secret_file(self.nostr_path, (Keys.generate().secret_key().to_hex() + "\n").encode())
             created.append(self.nostr_path)
         if not self.bot_path.exists():
@@ -108,6 +113,8 @@ class KeyStore:
         return DeviceKeys(nostr=self._load_nostr(), bot=self._load_bot())
 
     def _load_nostr(self) -> Keys:
+        from nostr_sdk import Keys  # here: a user's Solana keypair does not pay for the Nostr library
+
         text = _read_secret(self.nostr_path).strip()
         try:
             return Keys.parse(text)

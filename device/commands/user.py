@@ -43,7 +43,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
@@ -71,11 +71,12 @@ from device.keys import create_keypair_file, load_keypair
 from device.solana import program as prog
 from device.solana.client import ChainClient, TxOutcome, UserBalance
 from device.solana.program import ProgramVersion
-from device.wallet.recharge import RechargeTarget, describe, recharge
-from device.wallet.sessions import OpenSession, describe_sessions, fetch_open_sessions, stop_session
 from device.wallet.signing import AUTHORIZATION_VALIDITY_SECONDS, sign_payload
 from device.wallet.solana_cli import format_sol, read_cli_config, user_keypair_path
-from device.wallet.transaction_feed import fetch_transactions, token_total
+
+if TYPE_CHECKING:
+    from device.wallet.recharge import RechargeTarget
+    from device.wallet.sessions import OpenSession
 
 #: The fee of a one-signature transaction at the default fee rate.
 SIGNATURE_FEE_LAMPORTS: Final = 5000
@@ -304,6 +305,8 @@ async def _device_tokens(args: argparse.Namespace, config: Config, user: Pubkey)
     """The user's token balance as the device's Transaction events say (None and why, if unknown)."""
     try:
         target = _recharge_target(args, config)
+        from device.wallet.transaction_feed import fetch_transactions, token_total  # Nostr: only now
+
         records = await fetch_transactions(
             target.relays,
             authors=[target.device_pubkey, *config.nostr.trusted_authors],
@@ -319,7 +322,13 @@ async def _device_tokens(args: argparse.Namespace, config: Config, user: Pubkey)
 async def _open_sessions(args: argparse.Namespace, config: Config, user: Pubkey) -> list[OpenSession] | None:
     """The user's open pay-as-you-go sessions on the device (None when its relays cannot be read)."""
     try:
-        return await fetch_open_sessions(_recharge_target(args, config), str(user))
+        target = _recharge_target(args, config)
+    except DeviceError:
+        return None
+    from device.wallet.sessions import fetch_open_sessions  # Nostr: only once there is somewhere to ask
+
+    try:
+        return await fetch_open_sessions(target, str(user))
     except DeviceError:
         return None
 
@@ -333,7 +342,11 @@ def cmd_user_balance(args: argparse.Namespace, config: Config) -> int:
         tokens, source = await _device_tokens(args, config, user)
         sessions = await _open_sessions(args, config, user)
         if args.json:
-            rows = None if sessions is None else describe_sessions(sessions)
+            rows = None
+            if sessions is not None:
+                from device.wallet.sessions import describe_sessions  # loaded with the sessions
+
+                rows = describe_sessions(sessions)
             print(json.dumps({**_balance_dict(user, balance), "tokens": tokens, "open_sessions": rows}))
         else:
             _print_balance(user, balance)
@@ -433,11 +446,15 @@ def _recharge_target(args: argparse.Namespace, config: Config) -> RechargeTarget
         relays = relays or endpoints.relays
         machine = machine or endpoints.machine_pubkey
         device = device or endpoints.device_pubkey
+    from device.wallet.recharge import RechargeTarget  # Nostr: only once there is somewhere to ask
+
     return RechargeTarget(relays, config.nostr.session, machine, device or machine)
 
 
 def cmd_user_recharge(args: argparse.Namespace, config: Config) -> int:
     """Sign a bound authorization, publish the Request, wait for the grant."""
+    from device.wallet.recharge import describe, recharge
+
     keypair = _user_keypair(args)
     target = _recharge_target(args, config)
     amount = config.pricing.recharge_lamports if args.amount is None else _amount(args, "--amount")
@@ -489,6 +506,8 @@ def _device_pricing_mode(config: Config) -> str:
 
 def cmd_user_stop(args: argparse.Namespace, config: Config) -> int:
     """End the user's open pay-as-you-go session and print what was settled and returned."""
+    from device.wallet.sessions import fetch_open_sessions, stop_session
+
     user = load_keypair(args.keypair).pubkey()
     target = _recharge_target(args, config)
 

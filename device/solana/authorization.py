@@ -29,7 +29,6 @@ import secrets
 from dataclasses import dataclass
 from typing import Final
 
-from Crypto.Hash import keccak
 from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
@@ -62,6 +61,8 @@ class AuthorizationError(DeviceError):
 
 def keccak256(data: bytes) -> bytes:
     """Keccak-256 with the original padding (what Solana's ``keccak::hash`` computes)."""
+    from Crypto.Hash import keccak  # here: 20 ms of imports that only signing and verifying need
+
     digest: bytes = keccak.new(digest_bits=256, data=data).digest()
     return digest
 

@@ -1,8 +1,9 @@
 """Async settlement client: reads the ``balance-payment`` program's state and lands ``pay`` transactions.
 
-Built on solana-py's :class:`~solana.rpc.async_api.AsyncClient` (JSON-RPC over HTTP) and the pure modules
-:mod:`device.solana.program` (accounts, instructions, error table) and :mod:`device.solana.authorization`
-(the ``recover_info`` checks).
+Built on a :class:`~device.solana.rpc.SolanaRpc` transport (the light :class:`~device.solana.rpc.HttpRpc`
+for one-shot commands; solana-py's ``AsyncClient`` for the agent's :class:`SettlementClient`) and the pure
+modules :mod:`device.solana.program` (accounts, instructions, error table) and
+:mod:`device.solana.authorization` (the ``recover_info`` checks).
 
 Settlement is split so that a crash can never charge a user twice or lose track of a charge:
 
@@ -33,20 +34,12 @@ Authorizations refused locally raise :class:`~device.solana.authorization.Author
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 
-import httpx2
-import pydantic
-from solana.exceptions import SolanaRpcException
-from solana.rpc.async_api import AsyncClient
-from solana.rpc.commitment import Commitment
-from solana.rpc.core import RPCException
-from solana.rpc.jsonrpc import JsonRpcRequest, SolanaJsonRpcError
 from solders.errors import SerdeJSONError
 from solders.hash import Hash
 from solders.instruction import Instruction
@@ -75,6 +68,7 @@ from device.solana.program import (
     ProgramVersion,
     UserAccount,
 )
+from device.solana.rpc import HttpRpc, JsonRpcError, RpcFailure, SolanaRpc
 
 if TYPE_CHECKING:
     from solders.account import Account
@@ -286,12 +280,28 @@ def _operator_what(program: ProgramRef, namespace_id: int) -> str:
 # Clients
 
 
+def _read(what: str, read: Callable[[], T]) -> T:
+    """Fields of a parsed reply, read by ``read``: solders decodes some lazily, so a malformed value (a
+    blockhash of the wrong size) raises -- or panics, a pyo3 ``PanicException`` -- only on access."""
+    try:
+        return read()
+    except (ValueError, TypeError) as exc:
+        raise SettlementError(
+            f"{what}: malformed RPC response ({type(exc).__name__})", code="rpc_error"
+        ) from exc
+    except BaseException as exc:
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise SettlementError(f"{what}: malformed RPC response (parser panic)", code="rpc_error") from exc
+
+
 class ChainClient:
     """Reads and transactions of one ``balance-payment`` deployment over JSON-RPC.
 
-    ``rpc`` injects a ready :class:`AsyncClient` (it is then closed by :meth:`close` too); by default one is
-    made for ``rpc_url`` with ``rpc_timeout`` per request and no silent transport retries (a retried
-    ``sendTransaction`` must be a decision of this class, not of the HTTP layer).
+    ``rpc`` injects a ready :class:`~device.solana.rpc.SolanaRpc` (it is then closed by :meth:`close` too);
+    by default a light :class:`~device.solana.rpc.HttpRpc` is made for ``rpc_url`` with ``rpc_timeout`` per
+    request and no silent transport retries (a retried ``sendTransaction`` must be a decision of this class,
+    not of the HTTP layer).
     """
 
     def __init__(
@@ -306,7 +316,7 @@ class ChainClient:
         poll_interval: float = 0.5,
         resend_interval: float = DEFAULT_RESEND_INTERVAL,
         legacy_transactions: bool = True,
-        rpc: AsyncClient | None = None,
+        rpc: SolanaRpc | None = None,
     ) -> None:
         if commitment not in COMMITMENT_RANK:
             raise ValueError(f"commitment must be one of {', '.join(COMMITMENT_RANK)}, got {commitment!r}")
@@ -315,17 +325,22 @@ class ChainClient:
         self.rpc_url = rpc_url
         self.program = program
         self.namespace_id = namespace_id
-        self.commitment = Commitment(commitment)
+        self.commitment = commitment
         self.confirm_timeout = confirm_timeout
         self.poll_interval = poll_interval
         self.resend_interval = resend_interval
         self.legacy_transactions = legacy_transactions
         # Blockhashes and expiry are judged at confirmed at least: a processed block may still be dropped.
-        self._expiry_commitment = Commitment(
+        self._expiry_commitment = (
             commitment if COMMITMENT_RANK[commitment] >= COMMITMENT_RANK["confirmed"] else "confirmed"
         )
-        self._rpc = rpc or AsyncClient(
-            rpc_url, commitment=self.commitment, timeout=rpc_timeout, max_transport_retries=0
+        self._rpc: SolanaRpc = rpc or HttpRpc(rpc_url, commitment=commitment, timeout=rpc_timeout)
+        self._failures: tuple[type[BaseException], ...] = (
+            RpcFailure,
+            *self._rpc.failures,
+            OSError,
+            SerdeJSONError,
+            ValueError,
         )
         self._rent_exempt_minimum: int | None = None
         self._namespace_name: str | None = None
@@ -358,19 +373,11 @@ class ChainClient:
             return result
         except SettlementError:
             raise
-        except SolanaJsonRpcError as exc:
+        except JsonRpcError as exc:
             raise error_from_rpc_error(
                 self.version, code=exc.code, message=exc.message, data=exc.data
             ) from exc
-        except (
-            SolanaRpcException,
-            RPCException,
-            httpx2.HTTPError,
-            OSError,
-            pydantic.ValidationError,
-            SerdeJSONError,
-            ValueError,
-        ) as exc:
+        except self._failures as exc:
             raise error_from_rpc_exception(exc, what) from exc
         except BaseException as exc:
             raise _parser_panic(exc, what) from exc
@@ -500,10 +507,9 @@ class ChainClient:
     async def latest_blockhash(self) -> tuple[Hash, int]:
         """(blockhash, last valid block height) at ``confirmed`` or stronger."""
         resp = await self._call("getLatestBlockhash", self._rpc.get_latest_blockhash(self._expiry_commitment))
-        try:  # solders decodes the blockhash only now: one of the wrong size panics here
-            return resp.value.blockhash, int(resp.value.last_valid_block_height)
-        except BaseException as exc:
-            raise _parser_panic(exc, "getLatestBlockhash") from exc
+        return _read(
+            "getLatestBlockhash", lambda: (resp.value.blockhash, int(resp.value.last_valid_block_height))
+        )
 
     async def block_height(self) -> int:
         """The block height at ``confirmed`` or stronger (what blockhash expiry is judged by)."""
@@ -547,14 +553,9 @@ class ChainClient:
     async def _send_raw(self, tx_bytes: bytes) -> str:
         """``sendTransaction`` with preflight at the configured commitment; raw JSON-RPC so that the error
         object reaches :func:`error_from_rpc_error` intact."""
-        request = JsonRpcRequest(
-            method="sendTransaction",
-            params=[
-                base64.b64encode(tx_bytes).decode(),
-                {"encoding": "base64", "skipPreflight": False, "preflightCommitment": str(self.commitment)},
-            ],
+        result = await self._call(
+            "sendTransaction", self._rpc.send_transaction(tx_bytes, preflight_commitment=self.commitment)
         )
-        result = await self._call("sendTransaction", self._rpc.send_rpc_request(request, str))
         return str(result)
 
     async def submit(self, signed: SignedTransaction) -> TxOutcome:
@@ -619,7 +620,7 @@ class ChainClient:
         """(confirmation rank, slot, err JSON) of ``signature``, or None when the node has no status."""
         resp = await self._call(
             "getSignatureStatuses",
-            self._rpc.get_signature_statuses([signature], search_transaction_history=True),
+            self._rpc.get_signature_statuses([signature]),
         )
         status = resp.value[0] if resp.value else None
         if status is None:
@@ -641,7 +642,7 @@ class ChainClient:
     ) -> TxOutcome:
         loop = asyncio.get_running_loop()
         sig = str(signature)
-        wanted = COMMITMENT_RANK[str(self.commitment)]
+        wanted = COMMITMENT_RANK[self.commitment]
         next_resend = loop.time() if resend_first else loop.time() + self.resend_interval
         last_problem: SettlementError | None = None  # why the node could not tell us, if it could not
         while True:
@@ -713,8 +714,12 @@ class SettlementClient(ChainClient):
         poll_interval: float = 0.5,
         resend_interval: float = DEFAULT_RESEND_INTERVAL,
         legacy_transactions: bool = True,
-        rpc: AsyncClient | None = None,
+        rpc: SolanaRpc | None = None,
     ) -> None:
+        if rpc is None:
+            from device.solana.rpc_solana_py import SolanaPyRpc  # the agent's pooled HTTP/2 client
+
+            rpc = SolanaPyRpc(rpc_url, commitment=commitment, timeout=rpc_timeout)
         super().__init__(
             rpc_url,
             program=program,

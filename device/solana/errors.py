@@ -15,7 +15,8 @@
 
 Three entry points, all pure: :func:`error_from_transaction_error` (a ``TransactionError`` in its JSON
 form), :func:`error_from_rpc_error` (a JSON-RPC ``error`` object) and :func:`error_from_rpc_exception`
-(whatever the HTTP/RPC stack raised).
+(whatever the HTTP/RPC stack raised: :mod:`device.solana.rpc`'s transport-neutral failures, or solana-py's
+and httpx's own, whose modules are imported only when such an exception is seen).
 """
 
 from __future__ import annotations
@@ -25,16 +26,20 @@ import re
 from collections.abc import Sequence
 from typing import Any, Final
 
-import httpx2
-import pydantic
-from solana.exceptions import SolanaRpcException
-from solana.rpc.core import RPCException
 from solders.errors import SerdeJSONError
 from solders.rpc.errors import NodeUnhealthyMessage
 
 from device.errors import DeviceError
 from device.solana import program as prog
 from device.solana.program import ProgramVersion
+from device.solana.rpc import (
+    RpcConnectError,
+    RpcErrorReply,
+    RpcFailure,
+    RpcHttpStatus,
+    RpcMalformed,
+    RpcTimeout,
+)
 
 __all__ = [
     "ChainUnavailable",
@@ -308,6 +313,45 @@ def error_from_rpc_error(
 def error_from_rpc_exception(exc: BaseException, what: str) -> SettlementError:
     """Turn anything the RPC stack raised into a typed error (:class:`ChainUnavailable` when the outcome
     of the request is unknown)."""
+    if isinstance(exc, RpcFailure):
+        return _from_rpc_failure(exc, what)
+    return _from_solana_py(exc, what)
+
+
+def _from_rpc_failure(exc: RpcFailure, what: str) -> SettlementError:
+    if isinstance(exc, RpcConnectError):
+        return ChainUnavailable(f"{what}: cannot connect to the RPC node ({exc})", may_have_arrived=False)
+    if isinstance(exc, RpcTimeout):
+        return ChainUnavailable(f"{what}: the RPC node did not answer in time", code="rpc_timeout")
+    if isinstance(exc, RpcHttpStatus):
+        return _from_http_status(exc.status, what)
+    if isinstance(exc, RpcErrorReply):
+        return _from_error_reply(exc.detail, what)
+    if isinstance(exc, RpcMalformed):
+        return SettlementError(f"{what}: malformed RPC response ({exc})", code="rpc_error")
+    return ChainUnavailable(f"{what}: connection to the RPC node failed ({exc})")
+
+
+def _from_http_status(status: int, what: str) -> SettlementError:
+    if status == 429 or status >= 500:
+        return ChainUnavailable(f"{what}: RPC node answered HTTP {status}")
+    return SettlementError(f"{what}: RPC node answered HTTP {status}", code="rpc_error")
+
+
+def _from_error_reply(detail: object, what: str) -> SettlementError:
+    if isinstance(detail, NodeUnhealthyMessage):
+        return ChainUnavailable(f"{what}: RPC node unhealthy: {detail.message}")
+    message = getattr(detail, "message", None) or str(detail)
+    return SettlementError(f"{what}: RPC error: {message}", code="rpc_error")
+
+
+def _from_solana_py(exc: BaseException, what: str) -> SettlementError:
+    """What solana-py's ``AsyncClient`` stack raised (imported here: only the agent's transport uses it)."""
+    import httpx2
+    import pydantic
+    from solana.exceptions import SolanaRpcException
+    from solana.rpc.core import RPCException
+
     cause: BaseException | None = exc
     while isinstance(cause, SolanaRpcException) and cause.__cause__ is not None:
         cause = cause.__cause__
@@ -316,20 +360,13 @@ def error_from_rpc_exception(exc: BaseException, what: str) -> SettlementError:
     if isinstance(cause, httpx2.TimeoutException):
         return ChainUnavailable(f"{what}: the RPC node did not answer in time", code="rpc_timeout")
     if isinstance(cause, httpx2.HTTPStatusError):
-        status = cause.response.status_code
-        if status == 429 or status >= 500:
-            return ChainUnavailable(f"{what}: RPC node answered HTTP {status}")
-        return SettlementError(f"{what}: RPC node answered HTTP {status}", code="rpc_error")
+        return _from_http_status(cause.response.status_code, what)
     if isinstance(cause, httpx2.TransportError | OSError):
         return ChainUnavailable(
             f"{what}: connection to the RPC node failed ({type(cause).__name__}: {cause})"
         )
     if isinstance(cause, RPCException):
-        detail = cause.args[0] if cause.args else cause
-        if isinstance(detail, NodeUnhealthyMessage):
-            return ChainUnavailable(f"{what}: RPC node unhealthy: {detail.message}")
-        message = getattr(detail, "message", None) or str(detail)
-        return SettlementError(f"{what}: RPC error: {message}", code="rpc_error")
+        return _from_error_reply(cause.args[0] if cause.args else cause, what)
     if isinstance(cause, pydantic.ValidationError | SerdeJSONError | ValueError | KeyError | TypeError):
         return SettlementError(f"{what}: malformed RPC response ({type(cause).__name__})", code="rpc_error")
     return SettlementError(f"{what}: {type(cause).__name__}: {cause}", code="rpc_error")
