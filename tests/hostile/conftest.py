@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import nostr_sdk
 import pytest
 from _pytest.terminal import TerminalReporter
 
+from device.nostr_loop import restore_loop, use_loop
 from tests.faults.harness import LocalnetProcess
 from tests.hostile.harness import HostileDevice, table_lines
 
@@ -37,8 +37,9 @@ async def make_device(
     """``await make_device(nip42=None, chat={...})``: a device with its agent running; closed at the end."""
     devices: list[HostileDevice] = []
     # nostr-sdk keeps ONE event loop for its callbacks once anyone set it (the wallet's NIP-42 client
-    # does): point it at this test's loop, or its futures land on a closed one.
-    nostr_sdk.uniffi_set_event_loop(asyncio.get_running_loop())
+    # does): point it at this test's loop, or its futures land on a closed one; put back what was there
+    # afterwards, or the next test's nostr-sdk calls land on this closed loop.
+    previous = use_loop(asyncio.get_running_loop())
 
     async def make(**options: Any) -> HostileDevice:
         device = await HostileDevice.create(
@@ -53,6 +54,7 @@ async def make_device(
     finally:
         for device in devices:
             await device.close()
+        restore_loop(previous)
 
 
 def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
