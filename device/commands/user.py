@@ -45,6 +45,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
@@ -213,6 +214,14 @@ def cmd_user_register(args: argparse.Namespace, config: Config) -> int:
     return _run(args, config, body)
 
 
+async def _send_and_report(client: ChainClient, ix: Instruction, keypair: Keypair, done: str) -> int:
+    """Send one vault instruction, then print ``done`` with its signature and the balances after it."""
+    signature = _landed(await client.send_and_confirm([ix], [keypair]))
+    print(f"{done} ({signature})")
+    _print_balance(keypair.pubkey(), await client.balance(keypair.pubkey()))
+    return 0
+
+
 def cmd_user_deposit(args: argparse.Namespace, config: Config) -> int:
     """Move lamports from the wallet into the vault."""
     keypair = _user_keypair(args)
@@ -236,11 +245,7 @@ def cmd_user_deposit(args: argparse.Namespace, config: Config) -> int:
                 code="insufficient_funds_for_rent",
             )
         ix = prog.deposit(client.program, user=user, payer=user, amount=amount)
-        signature = _landed(await client.send_and_confirm([ix], [keypair]))
-        after = await client.balance(user)
-        print(f"deposited {_both(amount)} ({signature})")
-        _print_balance(user, after)
-        return 0
+        return await _send_and_report(client, ix, keypair, f"deposited {_both(amount)}")
 
     return _run(args, config, body)
 
@@ -271,11 +276,7 @@ def cmd_user_withdraw(args: argparse.Namespace, config: Config) -> int:
                 code="insufficient_funds_for_rent",
             )
         ix = prog.withdraw(client.program, user=user, payer=user, amount=amount)
-        signature = _landed(await client.send_and_confirm([ix], [keypair]))
-        after = await client.balance(user)
-        print(f"withdrew {_both(amount)} ({signature})")
-        _print_balance(user, after)
-        return 0
+        return await _send_and_report(client, ix, keypair, f"withdrew {_both(amount)}")
 
     return _run(args, config, body)
 
