@@ -17,9 +17,10 @@ Each run, alternating which side goes first, every request goes to both sides ba
 are separate processes, so this changes neither one's cache; it makes a drift in the machine's load hit
 both alike):
 
-* **speed** -- one 96-token answer to a short, new prompt: TTFT (request sent → first text chunk) and
-  tokens/s after the first token (device: ``usage.completion_tokens``; the peer's stream carries no
-  usage, so its content chunks are counted -- one per token for this model's English text);
+* **speed** -- one answer (at most 96 tokens) to a short, new prompt per topic (three): TTFT (request
+  sent → first text chunk) and tokens/s after the first token (device: ``usage.completion_tokens``;
+  the peer's stream carries no usage, so its content chunks are counted -- one per token for this
+  model's English text);
 * **1 user** -- a 6-turn conversation; each turn sends the whole history (scripted assistant replies, so
   both sides see identical prompts) and asks for 8 tokens; TTFT per turn;
 * **3 users interleaved** -- three such conversations taking turns (u0 t1, u1 t1, u2 t1, u0 t2, ...);
@@ -269,8 +270,8 @@ def device_agent(workdir: Path) -> Iterator[tuple[Endpoints, int]]:
 # ---------------------------------------------------------------------------------------- workloads
 
 
-def speed_prompt(run: int) -> list[dict[str, str]]:
-    return [{"role": "user", "content": f"Run {run}: tell me about the Raspberry Pi in a few sentences."}]
+def speed_prompt(run: int, topic: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": f"Run {run}: tell me about {topic} in a few sentences."}]
 
 
 def conversation(run: int, scenario: str, user: int, turn: int) -> list[dict[str, str]]:
@@ -323,8 +324,10 @@ async def measure_sides(sides: Sequence[Side], runs: int) -> dict[str, Samples]:
             file=sys.stderr,
             flush=True,
         )
-        for side in order:
-            samples[side.name].speed.append(await side.chat("speed", speed_prompt(run), SPEED_MAX_TOKENS))
+        for topic in TOPICS:  # one answer per topic: answers differ in length, tokens/s with them
+            for side in order:
+                reply = await side.chat("speed", speed_prompt(run, topic), SPEED_MAX_TOKENS)
+                samples[side.name].speed.append(reply)
         for name, ttfts in (await converse(order, run, 1)).items():
             samples[name].one_user.append(ttfts)
         for name, ttfts in (await converse(order, run, USERS)).items():

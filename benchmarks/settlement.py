@@ -130,7 +130,7 @@ async def e2e_rows(pays: int) -> list[dict[str, Any]]:
             bot=bot,
             poll_interval=0.01,
         ) as client:
-            rpc = client._rpc  # the same AsyncClient (HTTP connection pool) for the baseline
+            rpc = client._rpc._client  # the same solana-py AsyncClient (connection pool) for the baseline
             await client.check_bot()
             await client.rent_exempt_minimum()
             health, e2e = [], []

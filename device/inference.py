@@ -22,12 +22,15 @@ tokens of SmolLM2, against 19 ms for ``Llama.save_state``).  A generation for an
 empties the context and loads *that* user's saved state, if any; ``generate()`` then keeps the
 longest common prefix of the new prompt and that user's own tokens and evaluates only the rest,
 which is exactly what ``cached_tokens`` reports.  One user's prefix is never reused for another.
+A user without a saved state starts from the chat template's own opening (its default system prompt),
+evaluated once when the model loads from nothing any user sent.
 
 This module is the only place that imports ``llama_cpp`` (it is untyped; :class:`_Model` wraps it).
 """
 
 from __future__ import annotations
 
+import array
 import asyncio
 import codecs
 import concurrent.futures
@@ -151,6 +154,14 @@ class _Model:
         self.n_ctx = int(self._llm.n_ctx())
         #: The user whose conversation the context holds (None: nobody's, it is empty).
         self.owner: str | None = None
+        #: The keys/values of the chat template's own opening (see :meth:`_evaluate_template_opening`).
+        try:
+            self.template_opening: SavedState | None = self._evaluate_template_opening()
+        except Exception as exc:  # a template that cannot render one user message, a failed decode
+            self._llm.close()
+            raise InferenceError(
+                f"cannot evaluate {path}'s chat template: {exc}", code="model_load_failed"
+            ) from exc
 
     def chat_tokens(self, messages: Sequence[ChatMessage]) -> list[int]:
         """Render ``messages`` with the GGUF chat template (plus the generation prompt) and tokenize.
@@ -186,19 +197,44 @@ class _Model:
     def _tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
         return list(self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special))
 
+    def _evaluate_template_opening(self) -> SavedState | None:
+        """Evaluate the tokens every conversation starts with and keep their keys/values.
+
+        Two one-message conversations that differ from their first content character share exactly
+        the template's own text before the user's words (with SmolLM2: BOS, its default system prompt
+        and ``<|im_start|>user``).  That text is the model's, the same for everybody, and computed
+        here from nothing any user sent, so starting a new user from it shares nothing between users.
+        """
+        first = self.chat_tokens([ChatMessage("user", "A")])
+        second = self.chat_tokens([ChatMessage("user", "Z")])
+        opening = first[: _common_prefix(first, second)]
+        if not opening:
+            return None
+        self._llm.eval(opening)
+        data = self._seq_state()
+        self.forget()
+        return SavedState(tokens=array.array("i", opening), data=data, saved_at=0.0)
+
     def take_turn(self, user: str, prompt: Sequence[int], states: ConversationStates) -> int:
         """Make the context ``user``'s; return how many leading prompt tokens it already holds.
 
         If the context holds another user's conversation it is emptied first, then ``user``'s saved
-        state (if any shares a prefix with ``prompt``) is loaded.  The count is what ``generate()``
-        will skip: the common prefix, at most ``len(prompt) - 1`` (the last prompt token is always
-        evaluated, so the next token's logits are fresh).
+        state is loaded -- or the template's opening (:attr:`template_opening`) when the user has no
+        state or it shares less with ``prompt``.  The count is what ``generate()`` will skip: the
+        common prefix, at most ``len(prompt) - 1`` (the last prompt token is always evaluated, so the
+        next token's logits are fresh).
         """
         if self.owner != user:
             self.forget()
             saved = states.get(user)
-            if saved is not None and _common_prefix(saved.tokens, prompt) > 0:
-                self._restore(user, saved, states)
+            opening = self.template_opening
+            shared = _common_prefix(opening.tokens, prompt) if opening is not None else 0
+            if saved is not None and _common_prefix(saved.tokens, prompt) > shared:
+                if not self._restore(saved):
+                    states.discard(user)
+            if self._llm.n_tokens == 0 and opening is not None and shared > 0:
+                if not self._restore(opening):
+                    self.template_opening = None
             self.owner = user
         self._llm._requires_eval = True  # never sample from logits that were not just computed
         held = self._llm.input_ids[: self._llm.n_tokens].tolist()
@@ -209,11 +245,15 @@ class _Model:
         n_tokens = int(self._llm.n_tokens)
         if self.owner is None or n_tokens == 0:
             return
+        states.put(self.owner, self._llm.input_ids[:n_tokens].tolist(), self._seq_state())
+
+    def _seq_state(self) -> bytes:
+        """The context's keys/values, serialised by llama.cpp."""
         ctx = self._llm._ctx.ctx
         size = int(self._lib.llama_state_seq_get_size(ctx, _SEQ))
         buf = (ctypes.c_uint8 * size)()
         written = int(self._lib.llama_state_seq_get_data(ctx, buf, size, _SEQ))
-        states.put(self.owner, self._llm.input_ids[:n_tokens].tolist(), ctypes.string_at(buf, written))
+        return ctypes.string_at(buf, written)
 
     def forget(self) -> None:
         """Empty the context: no user's tokens remain in it."""
@@ -221,16 +261,17 @@ class _Model:
         self._lib.llama_memory_clear(self._lib.llama_get_memory(self._llm._ctx.ctx), False)
         self.owner = None
 
-    def _restore(self, user: str, saved: SavedState, states: ConversationStates) -> None:
+    def _restore(self, saved: SavedState) -> bool:
+        """Load ``saved`` into the (empty) context; False, with the context empty, if it did not load."""
         src = ctypes.cast(ctypes.c_char_p(saved.data), ctypes.POINTER(ctypes.c_uint8))
         if int(self._lib.llama_state_seq_set_data(self._llm._ctx.ctx, src, len(saved.data), _SEQ)) == 0:
             log.warning("a saved conversation state did not load", extra={"code": "kv_state_invalid"})
-            states.discard(user)
             self.forget()
-            return
+            return False
         n_tokens = len(saved.tokens)
         self._llm.input_ids[:n_tokens] = saved.tokens
         self._llm.n_tokens = n_tokens
+        return True
 
     def tokens(self, prompt: Sequence[int], params: SamplingParams) -> Any:
         """The raw token generator of ``Llama.generate`` (a generator; close it when done)."""
@@ -421,6 +462,13 @@ class Engine:
     def model_name(self) -> str:
         """The model id shown to clients: the GGUF file name without ``.gguf``."""
         return self.model_path.stem
+
+    @property
+    def template_opening_tokens(self) -> int:
+        """How many tokens of the chat template's own opening every new conversation starts from
+        (reported in ``cached_tokens``, the same for every user; 0 if the template has none)."""
+        opening = self._loaded().template_opening
+        return len(opening.tokens) if opening is not None else 0
 
     @property
     def n_ctx(self) -> int:

@@ -60,10 +60,12 @@ async def test_another_user_never_reuses_a_prefix_even_an_identical_one(tiny_ran
         await turn(shared, ALICE, QUESTION, max_tokens=8)
         bob_text, bob = await turn(shared, BOB, QUESTION, max_tokens=8)
         _, alice_again = await turn(shared, ALICE, QUESTION, max_tokens=8)
+        opening = shared.template_opening_tokens
     finally:
         await cold.close()
         await shared.close()
-    assert bob.cached_tokens == 0
+    assert 0 < opening < len(prompt) - 1
+    assert bob.cached_tokens == opening  # only the template's own opening, which every new user starts from
     assert bob_text == cold_text  # computed from scratch: nothing of alice's context took part
     assert alice_again.cached_tokens == len(prompt) - 1  # the reuse bob was refused was there for alice
 
@@ -92,9 +94,10 @@ async def test_without_a_state_cache_reuse_lasts_only_until_another_user_chats(t
         _, back_to_back = await turn(eng, ALICE, QUESTION)
         await turn(eng, BOB, QUESTION)
         _, after_bob = await turn(eng, ALICE, QUESTION)
+        opening = eng.template_opening_tokens
     finally:
         await eng.close()
-    assert (back_to_back.cached_tokens, after_bob.cached_tokens) == (len(prompt) - 1, 0)
+    assert (back_to_back.cached_tokens, after_bob.cached_tokens) == (len(prompt) - 1, opening)
 
 
 async def test_the_least_recently_used_state_is_evicted_when_memory_is_full(tiny_model: Path) -> None:
@@ -115,10 +118,11 @@ async def test_the_least_recently_used_state_is_evicted_when_memory_is_full(tiny
         await turn(eng, CAROL, QUESTION)  # evicts bob's, the least recently used
         _, alice_still = await turn(eng, ALICE, QUESTION)
         _, bob_evicted = await turn(eng, BOB, QUESTION)
+        opening = eng.template_opening_tokens
     finally:
         await eng.close()
     assert alice_kept.cached_tokens == len(prompt) - 1
-    assert bob_evicted.cached_tokens == 0
+    assert bob_evicted.cached_tokens == opening
     assert alice_still.cached_tokens == len(prompt) - 1
     assert one_state > 0 and room_for_two.bytes_used <= room_for_two.capacity_bytes
 
@@ -135,9 +139,10 @@ async def test_a_state_older_than_the_maximum_age_is_not_reused(tiny_model: Path
         await turn(eng, BOB, QUESTION)
         clock.advance(61)
         _, stale = await turn(eng, ALICE, QUESTION)
+        opening = eng.template_opening_tokens
     finally:
         await eng.close()
-    assert (fresh.cached_tokens, stale.cached_tokens) == (len(prompt) - 1, 0)
+    assert (fresh.cached_tokens, stale.cached_tokens) == (len(prompt) - 1, opening)
 
 
 async def test_a_saved_state_that_does_not_load_is_dropped_and_the_turn_served_in_full(
@@ -148,6 +153,26 @@ async def test_a_saved_state_that_does_not_load_is_dropped_and_the_turn_served_i
     text, broken = await turn(engine, ALICE, QUESTION)
     await turn(engine, BOB, QUESTION)
     _, next_turn = await turn(engine, ALICE, QUESTION)
-    assert (text, broken.cached_tokens, broken.error) == (" m" * 4, 0, None)
+    assert (text, broken.cached_tokens, broken.error) == (" m" * 4, engine.template_opening_tokens, None)
     assert "kv_state_invalid" in [getattr(r, "code", None) for r in caplog.records]
     assert next_turn.cached_tokens == len(prompt) - 1  # the turn saved a good state in its place
+
+
+async def test_every_new_user_starts_from_the_templates_own_opening_and_nothing_else(engine: Engine) -> None:
+    first_turns = [
+        await turn(engine, user, (ChatMessage("user", f"{user} asks {question}"),))
+        for user, question in ((ALICE, "the balance"), (BOB, "the time"), (CAROL, "the light"))
+    ]
+    prompts = [await engine.prompt_tokens((ChatMessage("user", f"{u} asks"),)) for u in (ALICE, BOB)]
+    opening = engine.template_opening_tokens
+    assert [result.cached_tokens for _, result in first_turns] == [opening] * 3
+    assert opening == common_prefix(*prompts)  # the template's text before the first user's words
+
+
+async def test_a_template_opening_longer_than_a_users_saved_state_is_used_instead(engine: Engine) -> None:
+    prompt = await engine.prompt_tokens(QUESTION)
+    opening = engine.template_opening_tokens
+    engine.states.put(ALICE, prompt[:1], b"never loaded: it shares less than the opening")
+    await turn(engine, BOB, QUESTION)
+    _, result = await turn(engine, ALICE, QUESTION)
+    assert result.cached_tokens == opening
