@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from _pytest.terminal import TerminalReporter
 
-from tests.faults.harness import FaultRig, LocalnetProcess, summary_lines
+from tests.faults.harness import FaultRig, summary_lines
+from tests.fixtures.processes import LocalnetProcess
 
 LONG = os.environ.get("XEPHY_FAULTS_LONG", "") not in ("", "0")
 

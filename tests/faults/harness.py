@@ -2,7 +2,7 @@
 
 Pieces (each started and stopped by :class:`FaultRig`, also when a test fails):
 
-* :class:`LocalnetProcess` — ``xephy-device localnet --port P --state FILE`` (the chain stand-in), which
+* ``LocalnetProcess`` — ``xephy-device localnet --port P --state FILE`` (the chain stand-in), which
   a test can kill and restart on the same port without losing the chain.
 * :class:`RpcProxy` — an HTTP proxy in the test's event loop between the agent and the chain: it can
   refuse every connection (RPC down), delay ``sendTransaction`` (slow settlement), or forward a
@@ -10,9 +10,12 @@ Pieces (each started and stopped by :class:`FaultRig`, also when a test fails):
   the agent does not know).  ``solana.rpc_url`` points at the proxy.
 * :class:`~tests.fixtures.relay.RelayProcess` — ``python -m device.relay.serve`` with LMDB, restartable
   on its fixed port.
-* :class:`AgentProcess` — ``xephy-device run`` with a config file in a temp dir, output to files (a full
+* ``AgentProcess`` — ``xephy-device run`` with a config file in a temp dir, output to files (a full
   pipe never blocks it), ``XEPHY_DEVICE_FAULT`` for the kill -9 points, and optionally inside a private
-  mount namespace where its state dir is a size-limited tmpfs (:class:`TmpfsHolder`, no root needed).
+  mount namespace where its state dir is a size-limited tmpfs (``TmpfsHolder``, no root needed).
+
+The three processes in ``code`` style live in :mod:`tests.fixtures.processes` (``tests/hostile`` uses
+them too).
 
 Users are registered and deposited through real transactions; Requests are published as the dApp does
 (a throw-away Nostr key, :func:`device.wallet.recharge.build_request_event`).  :meth:`FaultRig.verify`
@@ -23,15 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import gc
 import json
-import os
 import shutil
-import signal
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -84,9 +82,9 @@ from device.solana.program import ProgramRef, ProgramVersion
 from device.wallet.recharge import RechargeTarget, build_request_event
 from device.wallet.signing import sign_payload
 from device.wallet.transaction_feed import fetch_transactions
+from tests.fixtures.processes import AgentProcess, LocalnetProcess, TmpfsHolder
 from tests.fixtures.relay import RelayProcess, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE_NAME = "XePHY-Faults"
 PRICE = 5_000_000
 #: fault point -> the request's ledger state the SIGKILL leaves behind, and whether the chain was charged
@@ -171,71 +169,6 @@ async def wait_until(predicate: Callable[[], bool], within: float, what: str, st
         await asyncio.sleep(step)
 
 
-# -------------------------------------------------------------------------------------------- chain
-class LocalnetProcess:
-    """``python -m device localnet --port P --state FILE`` on a fixed port: start, kill -9, restart."""
-
-    def __init__(self, state_file: Path, log_dir: Path) -> None:
-        self.port = free_port()
-        self.state_file = state_file
-        self.log_dir = log_dir
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self, timeout: float = 20.0) -> None:
-        """Spawn and wait until it listens (the port may linger for a moment after a kill)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            self.starts += 1
-            out = self.log_dir / f"localnet-{self.starts}.log"
-            with out.open("wb") as sink:
-                self.proc = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "device",
-                        "localnet",
-                        "--port",
-                        str(self.port),
-                        "--state",
-                        str(self.state_file),
-                    ],
-                    cwd=ROOT,
-                    stdout=sink,
-                    stderr=subprocess.STDOUT,
-                    env=_child_env(),
-                )
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                if b"listening" in out.read_bytes():
-                    return
-                time.sleep(0.05)
-            if self.proc.poll() is None:
-                self.kill()
-                raise AssertionError(f"localnet did not start: {out.read_text(errors='replace')[-800:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"localnet failed: {out.read_text(errors='replace')[-800:]}")
-            time.sleep(0.2)
-
-    def kill(self) -> None:
-        """SIGKILL (the state file is rewritten atomically after every transaction)."""
-        self._end(signal.SIGKILL)
-
-    def stop(self) -> None:
-        self._end(signal.SIGTERM)
-
-    def _end(self, sig: signal.Signals) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 class RpcProxy:
     """JSON-RPC-aware HTTP proxy on 127.0.0.1 in front of the chain, with switchable faults."""
 
@@ -307,180 +240,6 @@ class RpcProxy:
                         await asyncio.wait_for(self._closing.wait(), 3600)
                 return self._drop(request)
         return web.Response(body=data, status=status, content_type="application/json")
-
-
-# -------------------------------------------------------------------------------------------- agent
-def _child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("XEPHY_DEVICE_FAULT", "XEPHY_DEVICE_CONFIG")}
-    env["PYTHONPATH"] = str(ROOT)
-    env.update(extra)
-    return env
-
-
-class TmpfsHolder:
-    """A private user+mount namespace holding a size-limited tmpfs on ``path`` (no root needed).
-
-    The holder process only sleeps; agents join its namespaces with ``nsenter``, so the filesystem
-    (and the ledger on it) survives agent restarts.  The test reaches the files through
-    ``/proc/<holder>/root``.
-    """
-
-    def __init__(self, path: Path, size_kib: int, seed_files: list[Path]) -> None:
-        self.path = path
-        self.size_kib = size_kib
-        self.seed_files = seed_files
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @staticmethod
-    def available() -> str | None:
-        """None when unprivileged user namespaces and nsenter work here, else why not."""
-        for tool in ("unshare", "nsenter"):
-            if shutil.which(tool) is None:
-                return f"{tool} is not installed"
-        probe = subprocess.run(
-            [
-                "unshare",
-                "-rm",
-                "sh",
-                "-c",
-                "mount -t tmpfs -o size=64k tmpfs /mnt 2>/dev/null || "
-                'mount -t tmpfs -o size=64k tmpfs "$(mktemp -d)"',
-            ],
-            capture_output=True,
-            check=False,
-        )
-        if probe.returncode != 0:
-            return f"unprivileged user/mount namespaces are not available: {probe.stderr.decode()[-200:]}"
-        return None
-
-    def start(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        copies = " && ".join(f'cp -p "{f}" "{self.path}/"' for f in self.seed_files) or "true"
-        script = (
-            f'mount -t tmpfs -o size={self.size_kib}k,mode=0700 tmpfs "{self.path}" && {copies} '
-            "&& echo mounted && exec sleep 100000"
-        )
-        self.proc = subprocess.Popen(["unshare", "-rm", "sh", "-c", script], stdout=subprocess.PIPE)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if line.strip() != b"mounted":
-            self.stop()
-            raise AssertionError("could not mount a tmpfs in a private namespace")
-
-    @property
-    def root(self) -> Path:
-        """``path`` as the test process reaches it."""
-        assert self.proc is not None
-        return Path(f"/proc/{self.proc.pid}/root{self.path}")
-
-    def command(self, argv: list[str]) -> list[str]:
-        assert self.proc is not None
-        return ["nsenter", "-t", str(self.proc.pid), "-U", "-m", "--preserve-credentials", *argv]
-
-    def remount(self, *, read_only: bool) -> None:
-        """Remount the tmpfs read-only (as the kernel does to a failing SD card) or read-write again.
-
-        Read-only only succeeds while no process has a file on it open for writing (the agent is down).
-        """
-        option = "remount,ro" if read_only else "remount,rw"
-        subprocess.run(self.command(["mount", "-o", option, str(self.path)]), check=True, capture_output=True)
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-def fill_disk(directory: Path) -> int:
-    """Write a filler file until the filesystem is full; return its size."""
-    written = 0
-    fd = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        chunk = b"\0" * 4096
-        while True:
-            written += os.write(fd, chunk)
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC:
-            raise
-    finally:
-        os.close(fd)
-    return written
-
-
-class AgentProcess:
-    """``xephy-device run`` in a subprocess, its stdout/stderr in files under ``log_dir``."""
-
-    def __init__(
-        self,
-        config_path: Path,
-        log_dir: Path,
-        n: int,
-        *,
-        fault: str | None = None,
-        holder: TmpfsHolder | None = None,
-    ) -> None:
-        env = _child_env(XEPHY_DEVICE_CONFIG=str(config_path))
-        if fault is not None:
-            env["XEPHY_DEVICE_FAULT"] = fault
-        self.out = log_dir / f"agent-{n}.out"
-        self.err = log_dir / f"agent-{n}.err"
-        argv = [sys.executable, "-m", "device", "run"]
-        if holder is not None:
-            argv = holder.command(argv)
-        with self.out.open("wb") as out, self.err.open("wb") as err:
-            self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=err)
-
-    @property
-    def running(self) -> bool:
-        return self.proc.poll() is None
-
-    def logs(self) -> str:
-        return (self.out.read_text(errors="replace") + self.err.read_text(errors="replace"))[-4000:]
-
-    async def ready_or_exit(self, within: float = 60.0) -> bool:
-        """True once the agent printed ``ready``; False if it exited first."""
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            if any(line.startswith("ready") for line in self.out.read_text(errors="replace").splitlines()):
-                return True
-            if not self.running:
-                return False
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"agent neither ready nor exited:\n{self.logs()}")
-
-    async def wait_ready(self, within: float = 60.0) -> None:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            if any(line.startswith("ready") for line in self.out.read_text(errors="replace").splitlines()):
-                return
-            if not self.running:
-                break
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"agent not ready (rc {self.proc.poll()}):\n{self.logs()}")
-
-    async def wait_exit(self, within: float = 60.0) -> int:
-        deadline = time.monotonic() + within
-        while self.running and time.monotonic() < deadline:  # noqa: ASYNC110 - polls a subprocess
-            await asyncio.sleep(0.05)
-        if self.running:
-            raise AssertionError(f"agent still running after {within:g} s:\n{self.logs()}")
-        return int(self.proc.returncode)
-
-    async def stop(self) -> int:
-        """SIGTERM and wait (a clean stop exits 0); SIGKILL after 30 s."""
-        if self.running:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return await self.wait_exit(30)
-            except AssertionError:
-                self.proc.kill()
-        return int(self.proc.wait())
-
-    async def kill(self) -> None:
-        if self.running:
-            self.proc.kill()
-        await asyncio.to_thread(self.proc.wait)
 
 
 # --------------------------------------------------------------------------------------------- rig

@@ -15,8 +15,9 @@ import pytest
 from aiohttp import ClientSession, UnixConnector
 from solders.keypair import Keypair
 
-from tests.faults.harness import ChatTally, FaultRig, TmpfsHolder, fill_disk
+from tests.faults.harness import ChatTally, FaultRig
 from tests.fixtures.ledger_lock import LedgerLockHolder
+from tests.fixtures.processes import TmpfsHolder, fill_disk
 
 #: Tokens that may go unbilled after a kill -9: one checkpoint interval.
 CHECKPOINT_TOKENS = 32

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from tests.faults.harness import DEPOSIT, FaultRig, TmpfsHolder, fill_disk
+from tests.faults.harness import DEPOSIT, FaultRig
+from tests.fixtures.processes import TmpfsHolder, fill_disk
 
 
 async def test_authorizations_past_their_deadline_are_refused_without_a_charge(rig: FaultRig) -> None:

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from tests.faults.harness import DEPOSIT, PRICE, FaultRig, LocalnetProcess
+from tests.faults.harness import DEPOSIT, PRICE, FaultRig
+from tests.fixtures.processes import LocalnetProcess
 
 
 @pytest.mark.parametrize("loss", ["reset", "timeout"])

@@ -12,7 +12,7 @@ import pytest
 from _pytest.terminal import TerminalReporter
 
 from device.nostr_loop import restore_loop, use_loop
-from tests.faults.harness import LocalnetProcess
+from tests.fixtures.processes import LocalnetProcess
 from tests.hostile.harness import HostileDevice, table_lines
 
 MakeDevice = Callable[..., Awaitable[HostileDevice]]

@@ -45,7 +45,7 @@ from device.protocol import DEFAULT_SESSION, ProtocolError, Transaction, decode_
 from device.solana.program import ProgramRef, ProgramVersion
 from device.wallet.recharge import RechargeTarget, build_request_event
 from device.wallet.signing import sign_payload
-from tests.faults.harness import AgentProcess, LocalnetProcess
+from tests.fixtures.processes import AgentProcess, LocalnetProcess
 from tests.fixtures.relay import RelayProcess
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,7 +17,7 @@ import pytest
 from solders.keypair import Keypair
 
 from device.state import ChainStatus, LinkStatus
-from tests.integration.test_chat_server import HELLO, Device, chat, sock_dir, start_device, stop_device
+from tests.fixtures.chat import HELLO, Device, chat, sock_dir, start_device, stop_device
 
 parser = pytest.importorskip(
     "prometheus_client.parser", reason="prometheus_client is not installed (test extra)"
