@@ -8,7 +8,7 @@ from tests.fixtures.imports import ROOT, import_graph
 
 def imports_in_tests() -> set[tuple[str, str]]:
     """Every (module, module it imports) pair inside ``tests/``."""
-    return {(module, imported) for module, found in import_graph(ROOT / "tests").items() for imported in found}
+    return {(module, i) for module, found in import_graph(ROOT / "tests").items() for i in found}
 
 
 def suite(module: str) -> str:
