@@ -131,6 +131,26 @@ def ensure_binfmt() -> None:
 
 
 @contextlib.contextmanager
+def overcommit_always(setting: Path = Path("/proc/sys/vm/overcommit_memory")) -> Iterator[str]:
+    """The host's ``vm.overcommit_memory`` at 1 for the duration (the old value restored after).
+
+    The embedded relay's LMDB store maps 32 GiB of address space.  On a Pi that is a file-backed
+    mapping the kernel does not count against memory; qemu-user (7.2, Debian 12) first reserves it
+    as anonymous memory, which the default heuristic refuses when it exceeds the host's RAM + swap
+    (``Cannot allocate memory`` from ``NostrLmdb.open``).  Yields the value it replaced.
+    """
+    old = setting.read_text().strip()
+    if old == "1":
+        yield old
+        return
+    setting.write_text("1\n")
+    try:
+        yield old
+    finally:
+        setting.write_text(f"{old}\n")
+
+
+@contextlib.contextmanager
 def mounted_root(root: Path) -> Iterator[Path]:
     """``/proc``, ``/sys`` and ``/dev`` bound into ``root`` for the duration."""
     points = []
@@ -340,7 +360,8 @@ class ReleaseCheck:
             self.timed("first boot (xephy-firstboot.service)", self.first_boot)
             self.timed("first boot again", self.rerun)
             self.timed("systemd-analyze verify/security", self.systemd_analyze)
-            self.session()
+            with overcommit_always():
+                self.session()
 
 
 def smollm2_gguf() -> Path:

@@ -3,8 +3,18 @@ outputs of systemd-analyze and of the in-root session, and the step table it pri
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from device.provision.bundle import PROJECT_ROOT
-from device.provision.pi_check import StepTable, security_score, session_steps, unit_setting
+from device.provision.pi_check import (
+    StepTable,
+    overcommit_always,
+    security_score,
+    session_steps,
+    unit_setting,
+)
 
 
 def test_exec_start_and_environment_are_read_from_the_shipped_units() -> None:
@@ -50,3 +60,19 @@ def test_step_table_lists_every_step_with_a_total() -> None:
         "| trixie | healthz | 0.5 | ok |",
         "| all | total | 83.5 | |",
     ]
+
+
+def test_overcommit_is_set_for_the_agent_session_and_restored_after(tmp_path: Path) -> None:
+    setting = tmp_path / "overcommit_memory"
+    setting.write_text("0\n")
+    with overcommit_always(setting) as old:
+        during = setting.read_text()
+    assert (old, during, setting.read_text()) == ("0", "1\n", "0\n")
+
+
+def test_overcommit_is_restored_when_the_session_fails(tmp_path: Path) -> None:
+    setting = tmp_path / "overcommit_memory"
+    setting.write_text("2\n")
+    with pytest.raises(RuntimeError), overcommit_always(setting):
+        raise RuntimeError("agent session failed")
+    assert setting.read_text() == "2\n"
