@@ -62,23 +62,22 @@ doctor() {
         "$X" doctor --config "$CONFIG"
 }
 
+# Each command runs only if the one before it succeeded (`set -e` does not apply inside `step ... &&`).
 recharge() {
-    set -e
-    cd /root
-    "$X" user keygen --keypair user.json --config "$CONFIG"
-    "$X" user airdrop 2000000000 --keypair user.json --config "$CONFIG"
-    "$X" user register --keypair user.json --config "$CONFIG"
-    "$X" user deposit 100000000 --keypair user.json --config "$CONFIG"
-    "$X" user recharge --keypair user.json --config "$CONFIG"
+    cd /root \
+        && "$X" user keygen --keypair user.json --config "$CONFIG" \
+        && "$X" user airdrop 2 --keypair user.json --config "$CONFIG" \
+        && "$X" user register --keypair user.json --config "$CONFIG" \
+        && "$X" user deposit 0.1 --keypair user.json --config "$CONFIG" \
+        && "$X" user recharge --keypair user.json --config "$CONFIG"
 }
 
 chat() {
-    set -e
-    cd /root
-    "$X" chat --keypair user.json --config "$CONFIG" -m "What is the capital of France?" --max-tokens 16
-    "$X" user balance --keypair user.json --config "$CONFIG" --json > /tmp/balance.json
     # Metered: the chat's tokens were debited from the 5,000,000 the recharge granted.
-    python3 -c 'import json; t = json.load(open("/tmp/balance.json"))["tokens"]; print("tokens left", t); assert 0 < t < 5_000_000'
+    cd /root \
+        && "$X" chat --keypair user.json --config "$CONFIG" -m "What is the capital of France?" --max-tokens 16 \
+        && "$X" user balance --keypair user.json --config "$CONFIG" --json > /tmp/balance.json \
+        && python3 -c 'import json; t = json.load(open("/tmp/balance.json"))["tokens"]; print("tokens left", t); assert 0 < t < 5_000_000'
 }
 
 step agent-ready start_agent && {
