@@ -229,12 +229,11 @@ class _Model:
             saved = states.get(user)
             opening = self.template_opening
             shared = _common_prefix(opening.tokens, prompt) if opening is not None else 0
-            if saved is not None and _common_prefix(saved.tokens, prompt) > shared:
-                if not self._restore(saved):
-                    states.discard(user)
-            if self._llm.n_tokens == 0 and opening is not None and shared > 0:
-                if not self._restore(opening):
-                    self.template_opening = None
+            own = _common_prefix(saved.tokens, prompt) if saved is not None else 0
+            if saved is not None and own > shared and not self._restore(saved):
+                states.discard(user)
+            if self._llm.n_tokens == 0 and opening is not None and shared > 0 and not self._restore(opening):
+                self.template_opening = None
             self.owner = user
         self._llm._requires_eval = True  # never sample from logits that were not just computed
         held = self._llm.input_ids[: self._llm.n_tokens].tolist()
