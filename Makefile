@@ -40,7 +40,7 @@ help:
 	@echo "make bench  run benchmarks/ and print ratio tables"
 	@echo "make pi-wheelhouse  aarch64 wheels for an offline Pi install (cross-builds llama-cpp-python once)"
 	@echo "make pi-check       (root) provision + first boot + serve on Bookworm and Trixie arm64 under qemu"
-	@echo "make fuzz-deep  the fuzz suite at $(FUZZ_DEEP_FACTOR)x depth (>= 100,000 inputs, ~10 min on 2 cores; CI runs it)"
+	@echo "make fuzz-deep  the fuzz suite at $(FUZZ_DEEP_FACTOR)x depth (>= 100,000 inputs, ~18 min on 2 cores; CI runs it)"
 
 system-deps:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do \
