@@ -20,7 +20,7 @@ first and return signed, unsent transactions: persist their signature before :me
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from solders.pubkey import Pubkey
 
@@ -37,6 +37,8 @@ from device.solana.program import (
 )
 
 if TYPE_CHECKING:
+    from solders.instruction import Instruction
+
     from device.protocol import RecoverInfo
 
 __all__ = ["LockAccount", "SessionClient", "SignedLock", "SignedSettle"]
@@ -62,8 +64,25 @@ class SignedSettle(SignedTransaction):
     nonce: int
 
 
+_Signed = TypeVar("_Signed", SignedLock, SignedSettle)
+
+
 class SessionClient(SettlementClient):
     """:class:`SettlementClient` that also locks and settles (see the module docstring)."""
+
+    async def _signed(
+        self, kind: type[_Signed], instruction: Instruction, *, user: Pubkey, nonce: int, amount: int
+    ) -> _Signed:
+        """``instruction`` signed by the bot (also the fee payer), as a ``kind`` for ``user``'s ``nonce``."""
+        signed = await self.sign_transaction([instruction], [self.bot])
+        return kind(
+            signature=signed.signature,
+            tx_bytes=signed.tx_bytes,
+            last_valid_block_height=signed.last_valid_block_height,
+            amount=amount,
+            user=user,
+            nonce=nonce,
+        )
 
     async def lock_account(self, user: Pubkey, nonce: int) -> LockAccount | None:
         """The lock ``lock_pda(user, nonce)``, or None when it does not exist (never created, or settled)."""
@@ -135,15 +154,7 @@ class SessionClient(SettlementClient):
             amount=amount,
             namespace_id=self.namespace_id,
         )
-        signed = await self.sign_transaction([instruction], [self.bot])
-        return SignedLock(
-            signature=signed.signature,
-            tx_bytes=signed.tx_bytes,
-            last_valid_block_height=signed.last_valid_block_height,
-            amount=amount,
-            user=user,
-            nonce=nonce,
-        )
+        return await self._signed(SignedLock, instruction, user=user, nonce=nonce, amount=amount)
 
     async def prepare_settle(self, user: Pubkey, nonce: int, amount: int) -> SignedSettle:
         """The signed ``settle(nonce, amount)``; the treasury is read from the namespace/global account.
@@ -172,12 +183,4 @@ class SessionClient(SettlementClient):
             amount=amount,
             namespace_id=self.namespace_id,
         )
-        signed = await self.sign_transaction([instruction], [self.bot])
-        return SignedSettle(
-            signature=signed.signature,
-            tx_bytes=signed.tx_bytes,
-            last_valid_block_height=signed.last_valid_block_height,
-            amount=amount,
-            user=user,
-            nonce=nonce,
-        )
+        return await self._signed(SignedSettle, instruction, user=user, nonce=nonce, amount=amount)

@@ -22,13 +22,8 @@ LONG = os.environ.get("XEPHY_FAULTS_LONG", "") not in ("", "0")
 @pytest.fixture(scope="session")
 def localnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalnetProcess]:
     """The chain stand-in as a subprocess with a state file, shared by every scenario (one namespace each)."""
-    base = tmp_path_factory.mktemp("localnet")
-    chain = LocalnetProcess(base / "localnet.json", base)
-    chain.start()
-    try:
+    with LocalnetProcess.running_in(tmp_path_factory.mktemp("localnet")) as chain:
         yield chain
-    finally:
-        chain.stop()
 
 
 @pytest.fixture

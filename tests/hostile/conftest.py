@@ -21,13 +21,8 @@ MakeDevice = Callable[..., Awaitable[HostileDevice]]
 @pytest.fixture(scope="session")
 def hostile_localnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalnetProcess]:
     """The chain stand-in as a subprocess, shared by every scenario (one namespace per device)."""
-    base = tmp_path_factory.mktemp("hostile-localnet")
-    chain = LocalnetProcess(base / "localnet.json", base)
-    chain.start()
-    try:
+    with LocalnetProcess.running_in(tmp_path_factory.mktemp("hostile-localnet")) as chain:
         yield chain
-    finally:
-        chain.stop()
 
 
 @pytest.fixture
